@@ -1,0 +1,148 @@
+"""The `mi` command line: screen, validate, train, info.
+
+Handlers log, return exit codes, and never call sys.exit themselves, so tests run them in-process through
+`main(argv)`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from mi import __version__
+from mi.errors import ConfigError, MiError
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_CONFIG = 2
+
+
+def _add_overrides(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY.PATH=VALUE",
+        help="override one config value, e.g. --set ranking.top_k=20 (repeatable)",
+    )
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mi", description="Screen candidate battery materials.")
+    parser.add_argument("--version", action="version", version=f"mi {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("screen", help="run a screening from an experiment config")
+    p.add_argument("config", type=Path)
+    _add_overrides(p)
+    p.add_argument("--out", type=Path, default=None, help="run directory (default <export.out_dir>/<name>/<run-id>)")
+    p.add_argument("--strict", action="store_true", help="stop with a non-zero exit at the first failure")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(handler=_cmd_screen)
+
+    p = sub.add_parser("validate", help="check an experiment config and exit")
+    p.add_argument("config", type=Path)
+    _add_overrides(p)
+    p.set_defaults(handler=_cmd_validate)
+
+    p = sub.add_parser("train", help="train a surrogate from a training config and save its checkpoint")
+    p.add_argument("config", type=Path)
+    _add_overrides(p)
+    p.set_defaults(handler=_cmd_train)
+
+    p = sub.add_parser("info", help="print a checkpoint's card")
+    p.add_argument("checkpoint", help="a checkpoint file, or builtin:<name>")
+    p.set_defaults(handler=_cmd_info)
+    return parser
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from mi.config import load_config, load_train_config
+
+    # A training config is recognised by its top-level 'checkpoint' key; everything else is a screen.
+    import yaml
+
+    try:
+        raw = yaml.safe_load(args.config.read_text(encoding="utf-8")) if args.config.is_file() else None
+    except yaml.YAMLError:
+        raw = None
+    if isinstance(raw, dict) and "checkpoint" in raw and "candidates" not in raw:
+        cfg = load_train_config(args.config, args.overrides)
+        print(f"{args.config}: valid training config {cfg.name!r}")
+        return EXIT_OK
+    cfg = load_config(args.config, args.overrides)
+    print(
+        f"{args.config}: valid screening config {cfg.name!r}: {len(cfg.candidates.sources)} source(s), "
+        f"{len(cfg.ranking.objectives)} objective(s), {len(cfg.ranking.constraints)} constraint(s)"
+    )
+    return EXIT_OK
+
+
+def _cmd_screen(args: argparse.Namespace) -> int:
+    from mi.config import load_config
+    from mi.export.rundir import format_top_table
+    from mi.pipeline import screen
+
+    cfg = load_config(args.config, args.overrides)
+    result = screen(cfg, out=args.out, strict=args.strict, progress=not args.no_progress)
+    ranked = result.ranked
+    objectives = [o.column for o in cfg.ranking.objectives]
+    columns = ["rank", "id", "formula", *dict.fromkeys(objectives), "score", "pareto_rank"]
+    print()
+    print(f"top {min(cfg.ranking.top_k, len(ranked))} of {len(ranked)} ranked candidates ({cfg.name}):")
+    print(format_top_table(ranked, [c for c in columns if c in ranked.columns], cfg.ranking.top_k))
+    counts = result.manifest.get("counts", {})
+    print()
+    print(
+        f"read {counts.get('read', '?')}, failed {len(result.failures)}, ranked {len(ranked)}; "
+        f"outputs in {result.run_dir}"
+    )
+    return EXIT_OK
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from mi.config import load_train_config
+    from mi.models.train import train_from_config
+
+    cfg = load_train_config(args.config, args.overrides)
+    path = train_from_config(cfg)
+    print(f"checkpoint written to {path}")
+    return EXIT_OK
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from mi.models.checkpoint import checkpoint_card
+
+    card = checkpoint_card(args.checkpoint)
+    print(json.dumps(card, indent=2, default=str))
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return args.handler(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    except MiError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""One stage after another: candidates -> features -> surrogate + exact properties -> ranking -> export.
+
+Each stage takes plain inputs and returns a table plus failures; this module only wires them together and
+writes the run directory. Nothing here imports the CLI.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from mi.candidates import Candidate, Failure, expand_sources, read_candidates, sha256_file
+from mi.config import ScreenConfig
+from mi.errors import InputError
+
+log = logging.getLogger(__name__)
+
+# Descriptor columns worth a researcher's eye in ranked.csv; the rest of the feature matrix stays internal.
+_REPORTED_STRUCTURE_FEATURES = ("volume_per_atom_A3", "packing_fraction")
+
+
+@dataclass
+class ScreenResult:
+    run_dir: Path
+    ranked: pd.DataFrame
+    failures: list[Failure]
+    manifest: dict
+    predicted: list[str] = field(default_factory=list)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def resolved_config_yaml(cfg: ScreenConfig) -> str:
+    """The config as run: overrides applied, defaults filled in, paths made absolute."""
+    data = cfg.model_dump(mode="json")
+    data["candidates"]["sources"] = [str(cfg.resolve(s).resolve()) for s in cfg.candidates.sources]
+    if cfg.model.checkpoint and not cfg.model.checkpoint.startswith("builtin:"):
+        data["model"]["checkpoint"] = str(cfg.resolve(cfg.model.checkpoint).resolve())
+    if cfg.properties.element_table:
+        data["properties"]["element_table"] = str(cfg.resolve(cfg.properties.element_table).resolve())
+    if cfg.model.train and cfg.model.train.dataset.path:
+        data["model"]["train"]["dataset"]["path"] = str(cfg.resolve(cfg.model.train.dataset.path).resolve())
+    data["export"]["out_dir"] = str(cfg.resolve(cfg.export.out_dir).resolve())
+    import yaml
+
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def _load_surrogate(cfg: ScreenConfig, run_dir: Path):
+    """The configured surrogate and the path of its checkpoint file."""
+    from mi.models.checkpoint import load_checkpoint, resolve_checkpoint_path, save_checkpoint
+
+    if cfg.model.train is not None:
+        from mi.models.datasets import load_dataset
+        from mi.models.train import train_surrogate
+
+        frame, units = load_dataset(cfg.model.train.dataset, cfg.resolve)
+        log.info("training the surrogate on %d rows (model.train)", len(frame))
+        surrogate, _ = train_surrogate(cfg.model.train, frame, units)
+        path = run_dir / "model.pt"
+        save_checkpoint(surrogate, path)
+        return load_checkpoint(path), path
+    spec = cfg.model.checkpoint
+    assert spec is not None  # the config guarantees one of checkpoint/train
+    path = resolve_checkpoint_path(spec if spec.startswith("builtin:") else str(cfg.resolve(spec)))
+    return load_checkpoint(path), path
+
+
+def _strict_check(strict: bool, failures: list[Failure]) -> None:
+    if strict and failures:
+        f = failures[0]
+        where = f.source + (f", {f.record}" if f.record else "")
+        raise InputError(f"{where}: {f.stage}: {f.reason} (--strict stops at the first failure)")
+
+
+def screen(
+    cfg: ScreenConfig,
+    *,
+    out: Path | None = None,
+    strict: bool = False,
+    progress: bool = True,
+) -> ScreenResult:
+    """Run a screening from a validated config and write its run directory."""
+    from mi.data import load_element_facts
+    from mi.export.rundir import (
+        build_manifest,
+        new_run_dir,
+        prepare_out_dir,
+        write_config,
+        write_failures,
+        write_manifest,
+        write_ranked,
+        write_top_cifs,
+    )
+    from mi.features import featurize
+    from mi.properties import compute_properties
+    from mi.ranking import rank
+
+    started = _now()
+    t0 = time.perf_counter()
+    run_dir = prepare_out_dir(Path(out)) if out is not None else new_run_dir(cfg.resolve(cfg.export.out_dir), cfg.name)
+    write_config(run_dir, resolved_config_yaml(cfg))
+    log.info("run directory: %s", run_dir)
+
+    # 1. candidates
+    files = expand_sources(cfg.candidates.sources, cfg.resolve)
+    file_iter = tqdm(files, desc="read", unit="file", disable=not progress, leave=False)
+    candidates, failures = read_candidates(cfg.candidates, cfg.resolve, strict=strict, files=file_iter)
+    counts = {"files": len(files), "read": len(candidates), "failed_to_read": len(failures)}
+    log.info("read %d candidates from %d files (%d failures)", len(candidates), len(files), len(failures))
+
+    def finish(ranked: pd.DataFrame, predicted: list[str], checkpoint: Path | None, notes: list[str]) -> dict:
+        write_failures(run_dir, failures)
+        manifest = build_manifest(
+            config_hash=cfg.hash(),
+            input_hashes={str(p.resolve()): sha256_file(p) for p in files},
+            checkpoint=str(checkpoint) if checkpoint else None,
+            checkpoint_hash=sha256_file(checkpoint) if checkpoint else None,
+            started=started,
+            ended=_now(),
+            counts={**counts, "failed": len(failures), "ranked": len(ranked)},
+            notes=notes,
+            extra={"wall_time_s": round(time.perf_counter() - t0, 2), "run_dir": str(run_dir)},
+        )
+        write_manifest(run_dir, manifest)
+        return manifest
+
+    if not candidates:
+        finish(pd.DataFrame(), [], None, ["no usable candidates"])
+        raise InputError(
+            f"no usable candidates in candidates.sources ({len(failures)} failures, see {run_dir / 'failures.csv'})"
+        )
+
+    # 2. surrogate (its checkpoint names the feature sets it needs)
+    surrogate, checkpoint_path = _load_surrogate(cfg, run_dir)
+    sets = list(dict.fromkeys([*cfg.features.sets, *surrogate.feature_set_names]))
+
+    # 3. features
+    features, feature_failures = featurize(candidates, sets)
+    failures += feature_failures
+    _strict_check(strict, feature_failures)
+    survivors = [c for c in candidates if c.id in features.index]
+
+    # 4. predictions and exact properties
+    predictions = surrogate.predict(features)
+    predicted = list(surrogate.target_names)
+    element_table = (
+        load_element_facts(cfg.resolve(cfg.properties.element_table)) if cfg.properties.element_table else None
+    )
+    properties, property_failures, notes = compute_properties(survivors, cfg.properties, element_table)
+    failures += property_failures
+    _strict_check(strict, property_failures)
+
+    # 5. one table, ranked
+    base = pd.DataFrame(
+        {"id": [c.id for c in survivors], "formula": [c.formula for c in survivors], "source": [c.source for c in survivors]}
+    ).set_index("id", drop=False)
+    reported = [f"structure.{n}" for n in _REPORTED_STRUCTURE_FEATURES if f"structure.{n}" in features.columns]
+    descriptors = features[reported].rename(columns=lambda c: c.split(".", 1)[1])
+    table = base.join(properties, how="inner").join(predictions, how="left").join(descriptors, how="left")
+    table = table.reset_index(drop=True)
+    ranked, summary = rank(table, cfg.ranking)
+    counts.update({"featurized": len(features), "after_constraints": summary.get("kept", len(ranked))})
+    notes = [*notes, *(f"constraint {k} removed {v} candidates" for k, v in summary.get("removed", {}).items())]
+
+    # 6. export
+    structures = {c.id: c.structure for c in survivors if c.structure is not None}
+    write_ranked(run_dir, ranked, predicted, cfg.export.write_json)
+    if cfg.export.top_cif:
+        write_top_cifs(run_dir, ranked, structures, cfg.ranking.top_k)
+    manifest = finish(ranked, predicted, checkpoint_path, notes)
+    return ScreenResult(run_dir=run_dir, ranked=ranked, failures=failures, manifest=manifest, predicted=predicted)
+
+
+__all__ = ["ScreenResult", "screen", "resolved_config_yaml", "Candidate"]
