@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
+from mi import __version__
 from mi.candidates import Candidate, Failure, expand_sources, read_candidates, sha256_file
 from mi.config import ScreenConfig
 from mi.errors import InputError
@@ -107,6 +108,8 @@ def screen(
     started = _now()
     t0 = time.perf_counter()
     run_dir = prepare_out_dir(Path(out)) if out is not None else new_run_dir(cfg.resolve(cfg.export.out_dir), cfg.name)
+    # A manifest from the start marks the folder as an mi run, so a crashed run's --out can be reused.
+    write_manifest(run_dir, {"mi_version": __version__, "status": "running", "started_at": started})
     write_config(run_dir, resolved_config_yaml(cfg))
     log.info("run directory: %s", run_dir)
 
@@ -117,7 +120,7 @@ def screen(
     counts = {"files": len(files), "read": len(candidates), "failed_to_read": len(failures)}
     log.info("read %d candidates from %d files (%d failures)", len(candidates), len(files), len(failures))
 
-    def finish(ranked: pd.DataFrame, predicted: list[str], checkpoint: Path | None, notes: list[str]) -> dict:
+    def finish(ranked: pd.DataFrame, checkpoint: Path | None, notes: list[str], status: str = "complete") -> dict:
         write_failures(run_dir, failures)
         manifest = build_manifest(
             config_hash=cfg.hash(),
@@ -128,13 +131,13 @@ def screen(
             ended=_now(),
             counts={**counts, "failed": len(failures), "ranked": len(ranked)},
             notes=notes,
-            extra={"wall_time_s": round(time.perf_counter() - t0, 2), "run_dir": str(run_dir)},
+            extra={"status": status, "wall_time_s": round(time.perf_counter() - t0, 2), "run_dir": str(run_dir)},
         )
         write_manifest(run_dir, manifest)
         return manifest
 
     if not candidates:
-        finish(pd.DataFrame(), [], None, ["no usable candidates"])
+        finish(pd.DataFrame(), None, ["no usable candidates"], status="failed")
         raise InputError(
             f"no usable candidates in candidates.sources ({len(failures)} failures, see {run_dir / 'failures.csv'})"
         )
@@ -168,15 +171,16 @@ def screen(
     table = base.join(properties, how="inner").join(predictions, how="left").join(descriptors, how="left")
     table = table.reset_index(drop=True)
     ranked, summary = rank(table, cfg.ranking)
-    counts.update({"featurized": len(features), "after_constraints": summary.get("kept", len(ranked))})
+    counts.update({"featurized": len(features), "after_constraints": summary["rows_kept"]})
     notes = [*notes, *(f"constraint {k} removed {v} candidates" for k, v in summary.get("removed", {}).items())]
 
     # 6. export
     structures = {c.id: c.structure for c in survivors if c.structure is not None}
     write_ranked(run_dir, ranked, predicted, cfg.export.write_json)
     if cfg.export.top_cif:
-        write_top_cifs(run_dir, ranked, structures, cfg.ranking.top_k)
-    manifest = finish(ranked, predicted, checkpoint_path, notes)
+        _, cif_failures = write_top_cifs(run_dir, ranked, structures, cfg.ranking.top_k)
+        failures += cif_failures
+    manifest = finish(ranked, checkpoint_path, notes)
     return ScreenResult(run_dir=run_dir, ranked=ranked, failures=failures, manifest=manifest, predicted=predicted)
 
 

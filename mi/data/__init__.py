@@ -56,13 +56,14 @@ def _read(path: Path, name: str) -> pd.DataFrame:
     if not path.is_file():
         raise InputError(f"{name}: element table not found")
     try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")  # -sig: Excel's BOM
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise InputError(f"{name}: not a readable CSV element table: {exc}") from None
     raw.columns = [str(c).strip() for c in raw.columns]
     absent = [c for c in REQUIRED_COLUMNS if c not in raw.columns]
     if absent:
-        raise InputError(f"{name}: missing column(s) {', '.join(absent)} (an element table needs {', '.join(REQUIRED_COLUMNS)})")
+        needs = ", ".join(REQUIRED_COLUMNS)
+        raise InputError(f"{name}: missing column(s) {', '.join(absent)} (an element table needs {needs})")
     if len(set(raw.columns)) != len(raw.columns):
         raise InputError(f"{name}: repeated column names in the header")
     raw = raw.apply(lambda col: col.str.strip())
@@ -92,7 +93,8 @@ def _element_symbols(column: pd.Series, name: str) -> pd.Series:
         if not Element.is_valid_symbol(symbol):
             raise InputError(f"{name}: row {_row(i)}, column element: {symbol!r} is not an element symbol")
         if symbol in seen:
-            raise InputError(f"{name}: row {_row(i)}, column element: {symbol} already given in row {_row(seen[symbol])}")
+            first = _row(seen[symbol])
+            raise InputError(f"{name}: row {_row(i)}, column element: {symbol} already given in row {first}")
         seen[symbol] = i
     return column
 

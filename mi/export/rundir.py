@@ -147,9 +147,9 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
 def safe_file_stem(text: str, max_length: int = 80) -> str:
-    """`text` usable as a file name on any platform: runs of other characters become '_', no leading
-    dot, at most `max_length` characters; ``"candidate"`` if nothing is left."""
-    stem = _UNSAFE.sub("_", str(text)).lstrip(".")[:max_length].strip("_")
+    """`text` usable as a file name on any platform: runs of other characters become '_', no leading or
+    trailing '.' or '_', at most `max_length` characters; ``"candidate"`` if nothing is left."""
+    stem = _UNSAFE.sub("_", str(text)).strip("._")[:max_length].rstrip("._")
     return stem or "candidate"
 
 
@@ -263,21 +263,25 @@ def build_manifest(
     *,
     config_hash: str | None = None,
     inputs: Iterable[str | Path] = (),
+    input_hashes: Mapping[str, str] | None = None,
     checkpoint: str | None = None,
     checkpoint_hash: str | None = None,
-    started_at: _dt.datetime | str | None = None,
-    ended_at: _dt.datetime | str | None = None,
+    started: _dt.datetime | str | None = None,
+    ended: _dt.datetime | str | None = None,
     counts: Mapping[str, Any] | None = None,
     notes: Sequence[str] | str = (),
-    **extra: Any,
+    extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The run's manifest as a plain dict.
+    """The run's manifest as a plain dict (keyword arguments only; a misspelt one is a TypeError).
 
-    `inputs` are the input files actually read; each is hashed (sha256 of its bytes, a missing file is an
-    error). `checkpoint` is the reference as given (a path or ``builtin:<name>``); its hash is
-    `checkpoint_hash`, or the file's sha256 when it is an existing file. Times are UTC ISO strings;
-    `ended_at` defaults to now. `counts` always has ``read``, ``failed`` and ``ranked`` (None when not
-    given) plus whatever the caller adds. Extra keyword arguments are added as top-level keys.
+    Keys: ``manifest_version, mi_version, git_commit, config_hash, input_hashes, checkpoint,
+    checkpoint_hash, packages, started_at, ended_at, counts, notes`` plus the keys of `extra`.
+
+    `input_hashes` maps each input file to its ``sha256:...``; files in `inputs` are hashed here and
+    added (a missing file is an error). `checkpoint` is the reference as given (a path or
+    ``builtin:<name>``); its hash is `checkpoint_hash`, or the file's sha256 when it is an existing file.
+    Times become UTC ISO strings (strings are kept as given); `ended` defaults to now. `counts` always
+    has ``read``, ``failed`` and ``ranked`` (None when not given) plus whatever the caller adds.
     """
     if checkpoint_hash is None and checkpoint is not None and Path(checkpoint).is_file():
         checkpoint_hash = sha256_file(checkpoint)
@@ -286,16 +290,19 @@ def build_manifest(
         "mi_version": mi.__version__,
         "git_commit": git_commit(),
         "config_hash": config_hash,
-        "inputs": {str(p): sha256_file(p) for p in inputs},
+        "input_hashes": {**{str(p): sha256_file(p) for p in inputs}, **dict(input_hashes or {})},
         "checkpoint": checkpoint,
         "checkpoint_hash": checkpoint_hash,
         "packages": package_versions(),
-        "started_at": _iso(started_at),
-        "ended_at": _iso(ended_at if ended_at is not None else utc_now()),
-        "counts": {"read": None, "failed": None, "ranked": None, **(counts or {})},
+        "started_at": _iso(started),
+        "ended_at": _iso(ended if ended is not None else utc_now()),
+        "counts": {"read": None, "failed": None, "ranked": None, **dict(counts or {})},
         "notes": [notes] if isinstance(notes, str) else list(notes),
     }
-    manifest.update(extra)
+    clash = sorted(set(extra or {}) & set(manifest))
+    if clash:
+        raise ValueError(f"extra manifest keys {clash} would replace standard ones")
+    manifest.update(extra or {})
     return manifest
 
 
