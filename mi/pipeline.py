@@ -56,23 +56,26 @@ def resolved_config_yaml(cfg: ScreenConfig) -> str:
 
 
 def _load_surrogate(cfg: ScreenConfig, run_dir: Path):
-    """The configured surrogate and the path of its checkpoint file."""
-    from mi.models.checkpoint import load_checkpoint, resolve_checkpoint_path, save_checkpoint
+    """The configured surrogate, a label for its checkpoint, and the checkpoint's sha256."""
+    from mi.models.checkpoint import file_sha256, load_checkpoint, save_checkpoint
 
     if cfg.model.train is not None:
         from mi.models.datasets import load_dataset
         from mi.models.train import train_surrogate
 
-        frame, units = load_dataset(cfg.model.train.dataset, cfg.resolve)
-        log.info("training the surrogate on %d rows (model.train)", len(frame))
-        surrogate, _ = train_surrogate(cfg.model.train, frame, units)
-        path = run_dir / "model.pt"
-        save_checkpoint(surrogate, path)
-        return load_checkpoint(path), path
+        dataset_cfg = cfg.model.train.dataset
+        dataset = load_dataset(dataset_cfg, cfg.resolve(dataset_cfg.path) if dataset_cfg.path else None)
+        log.info("training the surrogate on %d rows (model.train)", len(dataset.frame))
+        surrogate, _ = train_surrogate(cfg.model.train, dataset.frame, dataset.units, dataset_info=dataset.info)
+        path = save_checkpoint(surrogate, run_dir / "model.pt")
+        return load_checkpoint(path), str(path), file_sha256(path)
     spec = cfg.model.checkpoint
     assert spec is not None  # the config guarantees one of checkpoint/train
-    path = resolve_checkpoint_path(spec if spec.startswith("builtin:") else str(cfg.resolve(spec)))
-    return load_checkpoint(path), path
+    label = spec if spec.startswith("builtin:") else str(cfg.resolve(spec))
+    surrogate = load_checkpoint(label)
+    from mi.models.checkpoint import checkpoint_card
+
+    return surrogate, label, checkpoint_card(label)["sha256"]
 
 
 def _strict_check(strict: bool, failures: list[Failure]) -> None:
@@ -120,13 +123,13 @@ def screen(
     counts = {"files": len(files), "read": len(candidates), "failed_to_read": len(failures)}
     log.info("read %d candidates from %d files (%d failures)", len(candidates), len(files), len(failures))
 
-    def finish(ranked: pd.DataFrame, checkpoint: Path | None, notes: list[str], status: str = "complete") -> dict:
+    def finish(ranked: pd.DataFrame, checkpoint: tuple[str, str] | None, notes: list[str], status: str = "complete") -> dict:
         write_failures(run_dir, failures)
         manifest = build_manifest(
             config_hash=cfg.hash(),
             input_hashes={str(p.resolve()): sha256_file(p) for p in files},
-            checkpoint=str(checkpoint) if checkpoint else None,
-            checkpoint_hash=sha256_file(checkpoint) if checkpoint else None,
+            checkpoint=checkpoint[0] if checkpoint else None,
+            checkpoint_hash=checkpoint[1] if checkpoint else None,
             started=started,
             ended=_now(),
             counts={**counts, "failed": len(failures), "ranked": len(ranked)},
@@ -143,8 +146,8 @@ def screen(
         )
 
     # 2. surrogate (its checkpoint names the feature sets it needs)
-    surrogate, checkpoint_path = _load_surrogate(cfg, run_dir)
-    sets = list(dict.fromkeys([*cfg.features.sets, *surrogate.feature_set_names]))
+    surrogate, checkpoint_label, checkpoint_hash = _load_surrogate(cfg, run_dir)
+    sets = list(dict.fromkeys([*cfg.features.sets, *surrogate.spec.feature_sets]))
 
     # 3. features
     features, feature_failures = featurize(candidates, sets)
@@ -154,7 +157,7 @@ def screen(
 
     # 4. predictions and exact properties
     predictions = surrogate.predict(features)
-    predicted = list(surrogate.target_names)
+    predicted = surrogate.targets
     element_table = (
         load_element_facts(cfg.resolve(cfg.properties.element_table)) if cfg.properties.element_table else None
     )
@@ -180,7 +183,7 @@ def screen(
     if cfg.export.top_cif:
         _, cif_failures = write_top_cifs(run_dir, ranked, structures, cfg.ranking.top_k)
         failures += cif_failures
-    manifest = finish(ranked, checkpoint_path, notes)
+    manifest = finish(ranked, (checkpoint_label, checkpoint_hash), notes)
     return ScreenResult(run_dir=run_dir, ranked=ranked, failures=failures, manifest=manifest, predicted=predicted)
 
 

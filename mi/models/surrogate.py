@@ -148,7 +148,7 @@ class Surrogate:
                 f"the surrogate needs feature columns the input lacks: {shown}; "
                 f"compute the feature sets it was trained on: {sets}"
             )
-        return features[self.spec.feature_names].to_numpy(dtype=np.float32, na_value=np.nan)
+        return np.array(features[self.spec.feature_names].to_numpy(dtype=np.float32, na_value=np.nan))  # writable copy
 
     @torch.inference_mode()
     def predict(self, features: pd.DataFrame, batch_size: int = 8192) -> pd.DataFrame:

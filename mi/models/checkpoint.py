@@ -1,0 +1,244 @@
+"""One-file surrogate checkpoints: plain types and CPU tensors, loadable with ``weights_only=True``.
+
+Layout (format version 1)::
+
+    {
+      "format": "mi.surrogate",       # tells a checkpoint of ours from any other torch file
+      "format_version": 1,
+      "model_config": {...},          # EnsembleMLP(**model_config)
+      "state_dict": {...},            # weights and the normaliser buffers, CPU tensors
+      "feature_sets": [{"name": "composition", "version": 1}, ...],
+      "feature_names": [...],
+      "targets": [{"name": "formation_enthalpy_eV_atom", "unit": "eV/atom"}, ...],
+      "training": {...},              # dataset + provenance, data hash and size, recipe, metrics
+      "versions": {"mi": ..., "torch": ..., "pymatgen": ..., "python": ...},
+      "created_utc": "2025-01-01T00:00:00Z",
+    }
+
+``builtin:<name>`` names a checkpoint shipped in ``mi/models/builtin/<name>.pt``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+import os
+import platform
+import tempfile
+from contextlib import ExitStack
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import mi
+from mi.errors import CheckpointError
+from mi.features import FEATURE_SETS
+from mi.models.surrogate import EnsembleMLP, Surrogate, SurrogateSpec
+
+FORMAT = "mi.surrogate"
+FORMAT_VERSION = 1
+BUILTIN_PREFIX = "builtin:"
+_REQUIRED = ("model_config", "state_dict", "feature_sets", "feature_names", "targets", "training")
+
+
+def _package_version(name: str) -> str:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _versions() -> dict[str, str]:
+    return {
+        "mi": str(mi.__version__),
+        "torch": str(torch.__version__),  # a TorchVersion, which weights_only loading refuses
+        "pymatgen": _package_version("pymatgen"),
+        "python": platform.python_version(),
+    }
+
+
+def file_sha256(path: str | Path) -> str:
+    """``sha256:<hex>`` of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return "sha256:" + digest.hexdigest()
+
+
+def builtin_names() -> list[str]:
+    folder = importlib.resources.files("mi.models") / "builtin"
+    if not folder.is_dir():
+        return []
+    return sorted(p.name[:-3] for p in folder.iterdir() if p.name.endswith(".pt"))
+
+
+def checkpoint_payload(surrogate: Surrogate) -> dict[str, Any]:
+    """The dict `save_checkpoint` writes: plain types and CPU tensors only."""
+    spec = surrogate.spec
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model_config": surrogate.module.config(),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in surrogate.module.state_dict().items()},
+        "feature_sets": [{"name": n, "version": int(v)} for n, v in spec.feature_sets.items()],
+        "feature_names": list(spec.feature_names),
+        "targets": [{"name": t, "unit": spec.units.get(t, "")} for t in spec.targets],
+        "training": spec.training,
+        "versions": _versions(),
+        "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _check_plain(value: Any, where: str = "checkpoint") -> None:
+    """Refuse anything `torch.load(weights_only=True)` would refuse, naming where it is."""
+    if type(value) is dict:
+        for key, item in value.items():
+            if type(key) is not str:
+                raise TypeError(f"{where}: key {key!r} is not a str")
+            _check_plain(item, f"{where}.{key}")
+    elif type(value) is list:
+        for i, item in enumerate(value):
+            _check_plain(item, f"{where}[{i}]")
+    elif isinstance(value, torch.Tensor):
+        if value.device.type != "cpu":
+            raise TypeError(f"{where}: tensor on {value.device}, expected the CPU")
+    elif value is not None and type(value) not in (str, int, float, bool):
+        raise TypeError(f"{where}: {type(value).__name__} is not a plain type (str, int, float, bool, None)")
+
+
+def save_checkpoint(surrogate: Surrogate, path: str | Path) -> Path:
+    """Write the checkpoint atomically (temporary file in the same folder, then os.replace)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = checkpoint_payload(surrogate)
+    _check_plain(payload)
+    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            torch.save(payload, out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(temp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual permissions
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _resolve(path_or_name: str | Path) -> tuple[str, ExitStack, Path]:
+    """(label for messages, exit stack owning any temporary extraction, local path) of a checkpoint."""
+    text = str(path_or_name)
+    stack = ExitStack()
+    if text.startswith(BUILTIN_PREFIX):
+        name = text[len(BUILTIN_PREFIX) :]
+        resource = importlib.resources.files("mi.models") / "builtin" / f"{name}.pt"
+        if not name or not resource.is_file():
+            known = ", ".join(BUILTIN_PREFIX + n for n in builtin_names()) or "none"
+            raise CheckpointError(f"{text}: no such built-in checkpoint (available: {known})")
+        return text, stack, stack.enter_context(importlib.resources.as_file(resource))
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file not found")
+    return str(path), stack, path
+
+
+def _read(path_or_name: str | Path) -> tuple[str, Path, dict[str, Any], str, int]:
+    """Load and validate the raw payload; returns (label, path, payload, sha256, size in bytes)."""
+    label, stack, path = _resolve(path_or_name)
+    with stack:
+        try:
+            payload = torch.load(path, weights_only=True, map_location="cpu")
+        except Exception as exc:  # noqa: BLE001 - truncated zip, foreign pickle, unsafe global, ...
+            raise CheckpointError(
+                f"{label}: not a readable mi checkpoint (truncated, corrupted, or not written by mi): "
+                f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            ) from None
+        digest, size = file_sha256(path), path.stat().st_size
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{label}: not an mi surrogate checkpoint (no '{FORMAT}' format marker)")
+    found = payload.get("format_version")
+    if found != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{label}: checkpoint format version {found!r}, but this mi ({mi.__version__}) reads version "
+            f"{FORMAT_VERSION}; retrain it with this mi or use the mi version that wrote it "
+            f"({payload.get('versions', {}).get('mi', 'unknown')})"
+        )
+    absent = [key for key in _REQUIRED if key not in payload]
+    if absent:
+        raise CheckpointError(f"{label}: checkpoint lacks {', '.join(absent)}")
+    return label, path, payload, digest, size
+
+
+def _check_feature_sets(label: str, payload: dict[str, Any]) -> None:
+    for entry in payload["feature_sets"]:
+        name, wanted = entry["name"], entry["version"]
+        current = FEATURE_SETS.get(name)
+        if current is None:
+            raise CheckpointError(f"{label}: needs feature set {name!r}, which this mi does not have")
+        if current.version != wanted:
+            raise CheckpointError(
+                f"{label}: trained on feature set {name!r} version {wanted}, this mi computes version "
+                f"{current.version}; retrain the model"
+            )
+
+
+def load_checkpoint(path_or_name: str | Path) -> Surrogate:
+    """A `Surrogate` on the CPU (move it with ``.to(device)``) from a path or ``builtin:<name>``."""
+    label, _path, payload, _digest, _size = _read(path_or_name)
+    _check_feature_sets(label, payload)
+    try:
+        module = EnsembleMLP(**payload["model_config"])
+        module.load_state_dict(payload["state_dict"], strict=True)
+    except (TypeError, RuntimeError, KeyError) as exc:
+        raise CheckpointError(f"{label}: weights do not match the model config: {exc}") from None
+    module.eval()
+    if len(payload["feature_names"]) != module.n_features:
+        raise CheckpointError(
+            f"{label}: {len(payload['feature_names'])} feature names for a model of {module.n_features} inputs"
+        )
+    targets = payload["targets"]
+    spec = SurrogateSpec(
+        feature_sets={e["name"]: int(e["version"]) for e in payload["feature_sets"]},
+        feature_names=list(payload["feature_names"]),
+        targets=[t["name"] for t in targets],
+        units={t["name"]: t["unit"] for t in targets},
+        training=dict(payload["training"]),
+    )
+    return Surrogate(module, spec)
+
+
+def checkpoint_card(path_or_name: str | Path) -> dict[str, Any]:
+    """Everything about a checkpoint except its weights: for ``mi info`` and run records."""
+    label, path, payload, digest, size = _read(path_or_name)
+    state = payload["state_dict"]
+    target_stats = {}
+    for j, target in enumerate(payload["targets"]):
+        target_stats[target["name"]] = {
+            key: float(state[buffer][j])
+            for key, buffer in (("train_mean", "target_mean"), ("train_std", "target_std"), ("std_scale", "std_scale"))
+            if buffer in state
+        }
+    card = {key: value for key, value in payload.items() if key != "state_dict"}
+    card.update(
+        {
+            "checkpoint": label,
+            "path": str(path),
+            "sha256": digest,
+            "size_bytes": size,
+            "n_parameters": sum(int(t.numel()) for k, t in state.items() if k.startswith("members.")),
+            "n_features": len(payload["feature_names"]),
+            "target_stats": target_stats,
+        }
+    )
+    return card
