@@ -282,7 +282,12 @@ def _read_yaml(path: Path) -> dict:
     return data
 
 
-def _validate(model: type[_Frozen], data: dict, path: Path):
+def _load(model: type[_Frozen], path: str | Path, overrides: list[str] | tuple[str, ...]):
+    path = Path(path)
+    data = _read_yaml(path)
+    for text in overrides:
+        parts, value = parse_override(text)
+        _apply_override(data, parts, value, text)
     try:
         return model.model_validate({**data, "base_dir": str(path.resolve().parent)})
     except ValidationError as exc:
@@ -292,19 +297,9 @@ def _validate(model: type[_Frozen], data: dict, path: Path):
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> ScreenConfig:
     """Read a screening config, apply ``--set`` overrides, and validate it."""
-    path = Path(path)
-    data = _read_yaml(path)
-    for text in overrides:
-        parts, value = parse_override(text)
-        _apply_override(data, parts, value, text)
-    return _validate(ScreenConfig, data, path)
+    return _load(ScreenConfig, path, overrides)
 
 
 def load_train_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> TrainRunConfig:
     """Read a `mi train` config."""
-    path = Path(path)
-    data = _read_yaml(path)
-    for text in overrides:
-        parts, value = parse_override(text)
-        _apply_override(data, parts, value, text)
-    return _validate(TrainRunConfig, data, path)
+    return _load(TrainRunConfig, path, overrides)

@@ -234,33 +234,21 @@ def _make_candidate(source: str, record: str, candidate_id: str, item, cfg: Cand
     if isinstance(item, _BadRecord):
         return Failure(source, record, "candidates", str(item), id=candidate_id)
     if isinstance(item, Structure):
+        structure, composition = item, item.composition
         problem = structure_problem(
             item,
             min_distance_A=cfg.min_distance_A,
             min_volume_per_atom_A3=cfg.min_volume_per_atom_A3,
             max_atoms=cfg.max_atoms,
         )
-        if problem:
-            return Failure(source, record, "candidates", problem, id=candidate_id)
-        return Candidate(
-            id=candidate_id,
-            source=source,
-            record=record,
-            composition=item.composition,
-            structure=item,
-            content_hash=structure_hash(item),
-        )
-    problem = composition_problem(item)
+        content_hash = structure_hash(item) if not problem else ""
+    else:
+        structure, composition = None, item
+        problem = composition_problem(item)
+        content_hash = composition_hash(item) if not problem else ""
     if problem:
         return Failure(source, record, "candidates", problem, id=candidate_id)
-    return Candidate(
-        id=candidate_id,
-        source=source,
-        record=record,
-        composition=item,
-        structure=None,
-        content_hash=composition_hash(item),
-    )
+    return Candidate(candidate_id, source, record, composition, structure, content_hash)
 
 
 def read_candidates(
