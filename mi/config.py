@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,6 +19,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from mi.errors import ConfigError
 
 WORKING_IONS = ("Li", "Na", "K", "Mg", "Ca", "Zn", "Al")
+
+
+def _resolve(base_dir: str, path: str) -> Path:
+    p = Path(path).expanduser()
+    # normpath, not Path.resolve: keep symlinks as the user wrote them, drop the "configs/../" noise.
+    return Path(os.path.normpath(p if p.is_absolute() else Path(base_dir) / p))
 
 
 class _Frozen(BaseModel):
@@ -184,8 +191,7 @@ class ScreenConfig(_Frozen):
 
     def resolve(self, path: str) -> Path:
         """A path from the config, resolved against the config file's folder."""
-        p = Path(path).expanduser()
-        return p if p.is_absolute() else Path(self.base_dir) / p
+        return _resolve(self.base_dir, path)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
@@ -204,8 +210,7 @@ class TrainRunConfig(_Frozen):
     base_dir: str = Field(".", exclude=True)
 
     def resolve(self, path: str) -> Path:
-        p = Path(path).expanduser()
-        return p if p.is_absolute() else Path(self.base_dir) / p
+        return _resolve(self.base_dir, path)
 
 
 # --- loading ----------------------------------------------------------------------------------------
