@@ -57,6 +57,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("info", help="print a checkpoint's card")
     p.add_argument("checkpoint", help="a checkpoint file, or builtin:<name>")
+    p.add_argument("--json", action="store_true", help="the whole card as JSON (feature names included)")
     p.set_defaults(handler=_cmd_info)
     return parser
 
@@ -115,11 +116,39 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def format_card(card: dict) -> str:
+    """A checkpoint card for people: what it predicts, from what, trained on what, how well."""
+    training = card.get("training", {})
+    dataset = training.get("dataset", {})
+    metrics = training.get("metrics", {})
+    lines = [
+        f"checkpoint   {card.get('checkpoint')}  ({card.get('size_bytes', 0) / 1e6:.2f} MB, {card.get('sha256')})",
+        f"format       {card.get('format')} v{card.get('format_version')}, created {card.get('created_utc')}",
+        "targets      " + ", ".join(f"{t['name']} [{t['unit']}]" for t in card.get("targets", [])),
+        "features     "
+        + ", ".join(f"{f['name']} v{f['version']}" for f in card.get("feature_sets", []))
+        + f" ({card.get('n_features')} columns)",
+        f"model        {card.get('model_config')}  ({card.get('n_parameters')} parameters)",
+        f"dataset      {dataset.get('name')}: {training.get('n_used')} of {training.get('n_rows')} rows used, "
+        f"{training.get('data_sha256')}",
+    ]
+    for key in ("description", "source", "provenance", "license"):
+        if dataset.get(key):
+            lines.append(f"  {key + ':':<12} {dataset[key]}")
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in value.items())
+        lines.append(f"metric       {key}: {value}")
+    versions = card.get("versions", {})
+    lines.append("versions     " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+    return "\n".join(lines)
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     from mi.models.checkpoint import checkpoint_card
 
     card = checkpoint_card(args.checkpoint)
-    print(json.dumps(card, indent=2, default=str))
+    print(json.dumps(card, indent=2, default=str) if args.json else format_card(card))
     return EXIT_OK
 
 

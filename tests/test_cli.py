@@ -102,6 +102,11 @@ def test_validate_misspelt_key_exits_non_zero_with_key_path(tmp_path, capsys):
 
 
 def test_info_prints_the_builtin_card(capsys):
-    assert main(["info", "builtin:formation_enthalpy"]) == 0
+    assert main(["info", "builtin:formation_enthalpy", "--json"]) == 0
     card = json.loads(capsys.readouterr().out)
-    assert "formation_enthalpy_eV_atom" in json.dumps(card)
+    assert card["targets"][0]["name"] == "formation_enthalpy_eV_atom"
+    assert main(["info", "builtin:formation_enthalpy"]) == 0
+    text = capsys.readouterr().out
+    assert "formation_enthalpy_eV_atom [eV/atom]" in text and "pymatgen_exp_formation_enthalpy" in text
+    assert main(["info", "/nonexistent/model.pt"]) == 1
+    assert "not found" in capsys.readouterr().err
