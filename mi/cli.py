@@ -1,4 +1,4 @@
-"""The `mi` command line: screen, validate, train, info.
+"""The `mi` command line: screen, validate, train, generate, info.
 
 Handlers log, return exit codes, and never call sys.exit themselves, so tests run them in-process through
 `main(argv)`.
@@ -53,7 +53,30 @@ def _build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a surrogate from a training config and save its checkpoint")
     p.add_argument("config", type=Path)
     _add_overrides(p)
+    p.add_argument("--resume", action="store_true", help="continue from the run folder's resume.pt")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=_cmd_train)
+
+    p = sub.add_parser("evaluate", help="metrics, parity and calibration plots of a checkpoint on a dataset")
+    p.add_argument("checkpoint", help="a checkpoint file, or builtin:<name>")
+    p.add_argument("dataset", help="a CSV/JSON/extended XYZ/ASE db table, an OBELiX folder, or a dataset YAML")
+    p.add_argument("--out", type=Path, required=True, help="folder for metrics.json, predictions.csv and the PNGs")
+    p.add_argument(
+        "--threshold", action="append", default=[], metavar="TARGET<=VALUE",
+        help='hit class for precision/recall/F1/DAF, e.g. "e_hull_eV_atom<=0.05" (repeatable)',
+    )
+    p.add_argument(
+        "--column", action="append", default=[], metavar="TARGET=COLUMN",
+        help="read a target from a differently named column of a table (repeatable)",
+    )
+    p.set_defaults(handler=_cmd_evaluate)
+
+    p = sub.add_parser("generate", help="generate candidates (prototype substitution, compositions) into shards")
+    p.add_argument("config", type=Path)
+    _add_overrides(p)
+    p.add_argument("--out", type=Path, default=None, help="output folder (default <output.dir>)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_cmd_generate)
 
     p = sub.add_parser("info", help="print a checkpoint's card")
     p.add_argument("checkpoint", help="a checkpoint file, or builtin:<name>")
@@ -63,20 +86,27 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from mi.config import load_config, load_train_config
+    from mi.config import load_config, load_generate_config, load_train_config
 
-    # A training config is recognised by its top-level 'checkpoint' key; everything else is a screen.
+    # A generate config has a top-level 'generate' key, a training config 'checkpoint'; the rest are screens.
     import yaml
 
     try:
         raw = yaml.safe_load(args.config.read_text(encoding="utf-8")) if args.config.is_file() else None
     except yaml.YAMLError:
         raw = None
+    if isinstance(raw, dict) and "generate" in raw and "candidates" not in raw:
+        gen = load_generate_config(args.config, args.overrides)
+        print(f"{args.config}: valid generate config {gen.name!r}: {len(gen.generate.prototypes)} prototype job(s), "
+              f"{len(gen.generate.compositions)} composition space(s)")
+        return EXIT_OK
     if isinstance(raw, dict) and "checkpoint" in raw and "candidates" not in raw:
         cfg = load_train_config(args.config, args.overrides)
         print(f"{args.config}: valid training config {cfg.name!r}")
         return EXIT_OK
     cfg = load_config(args.config, args.overrides)
+    if isinstance(cfg.candidates.generate, str):  # a generator named by path is checked too
+        load_generate_config(cfg.resolve(cfg.candidates.generate))
     print(
         f"{args.config}: valid screening config {cfg.name!r}: {len(cfg.candidates.sources)} source(s), "
         f"{len(cfg.ranking.objectives)} objective(s), {len(cfg.ranking.constraints)} constraint(s)"
@@ -111,8 +141,37 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from mi.models.train import train_from_config
 
     cfg = load_train_config(args.config, args.overrides)
-    path = train_from_config(cfg)
+    path = train_from_config(cfg, progress=not args.no_progress, resume=args.resume)
     print(f"checkpoint written to {path}")
+    return EXIT_OK
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from mi.models.checkpoint import load_checkpoint
+    from mi.models.evaluate import evaluate, load_eval_dataset
+
+    columns = {}
+    for text in args.column:
+        target, sep, column = text.partition("=")
+        if not sep or not target or not column:
+            raise ConfigError(f"--column {text!r}: expected TARGET=COLUMN")
+        columns[target.strip()] = column.strip()
+    surrogate = load_checkpoint(args.checkpoint)
+    dataset = load_eval_dataset(args.dataset, surrogate.targets, columns)
+    metrics = evaluate(surrogate, dataset, args.out, args.threshold)
+    for target, values in metrics["targets"].items():
+        unit = f" {values['unit']}" if values.get("unit") else ""
+        print(
+            f"{target}: n {values['n']}  MAE {values['mae']:.4g}{unit}  RMSE {values['rmse']:.4g}  "
+            f"R2 {values['r2']:.3f}  Spearman {values['spearman']:.3f}  "
+            f"within 1/2 std {values['within_1sigma']:.2f}/{values['within_2sigma']:.2f}"
+        )
+        for name, c in values.get("thresholds", {}).items():
+            print(
+                f"  {target}{name}: precision {c['precision']:.3f}  recall {c['recall']:.3f}  F1 {c['f1']:.3f}  "
+                f"prevalence {c['prevalence']:.3f}  DAF {c['daf']:.2f}"
+            )
+    print(f"metrics, predictions, parity.png and calibration.png in {args.out}")
     return EXIT_OK
 
 
@@ -128,20 +187,39 @@ def format_card(card: dict) -> str:
         "features     "
         + ", ".join(f"{f['name']} v{f['version']}" for f in card.get("feature_sets", []))
         + f" ({card.get('n_features')} columns)",
-        f"model        {card.get('model_config')}  ({card.get('n_parameters')} parameters)",
+        f"model        {card.get('model_kind', 'mlp')} {card.get('model_config')}  ({card.get('n_parameters')} parameters)",
         f"dataset      {dataset.get('name')}: {training.get('n_used')} of {training.get('n_rows')} rows used, "
         f"{training.get('data_sha256')}",
     ]
-    for key in ("description", "source", "provenance", "license"):
+    for key in ("description", "source", "provenance", "license", "attribution"):
         if dataset.get(key):
             lines.append(f"  {key + ':':<12} {dataset[key]}")
-    for key, value in metrics.items():
+    def flat(value) -> str:
         if isinstance(value, dict):
-            value = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in value.items())
-        lines.append(f"metric       {key}: {value}")
+            return ", ".join(f"{k}=({flat(v)})" if isinstance(v, dict) else f"{k}={flat(v)}" for k, v in value.items())
+        return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+    for key, value in metrics.items():
+        lines.append(f"metric       {key}: {flat(value)}")
     versions = card.get("versions", {})
     lines.append("versions     " + ", ".join(f"{k} {v}" for k, v in versions.items()))
     return "\n".join(lines)
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from mi.candidates.generate import run, summary_table
+    from mi.config import load_generate_config
+
+    cfg = load_generate_config(args.config, args.overrides)
+    summary = run(cfg, args.out, progress=not args.no_progress)
+    counts = summary["counts"]
+    print(summary_table(summary))
+    print(
+        f"\nkept {counts['kept']} of {counts['generated']} generated ({counts['duplicates']} duplicates, "
+        f"{counts['rejected_charge']} rejected by charge balance, {counts['rejected_radius']} by radius) in "
+        f"{summary['seconds']} s; shards in {Path(summary['out_dir']) / 'shards'}"
+    )
+    return EXIT_OK
 
 
 def _cmd_info(args: argparse.Namespace) -> int:

@@ -11,10 +11,18 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from mi.errors import ConfigError
 
@@ -31,13 +39,156 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# --- candidate generation (`mi generate`, `candidates.generate`) -------------------------------------
+
+
+def _element_symbol(value: str) -> str:
+    from pymatgen.core.periodic_table import Element
+
+    if not isinstance(value, str) or not Element.is_valid_symbol(value):
+        raise ValueError(f"{value!r} is not an element symbol")
+    return value
+
+
+ElementSymbol = Annotated[str, AfterValidator(_element_symbol)]
+
+
+class MixConfig(_Frozen):
+    """Mixed occupancy of one site: ordered arrangements in small supercells, or one virtual composition."""
+
+    site: str = Field(description="a site label of the prototype (or an element: all its sites)")
+    species: list[ElementSymbol] = Field(min_length=2)
+    fractions: list[list[float]] | None = Field(
+        None, description="ratios to make, one value per species (e.g. [[0.8, 0.1, 0.1]]); default: all the cells allow"
+    )
+    mode: Literal["enumerate", "virtual"] = "enumerate"
+    max_sites: int = Field(6, ge=2, le=24, description="most mixed sites in one supercell (enumerate)")
+    max_arrangements: int = Field(20, ge=1, description="symmetry-distinct arrangements kept per ratio (enumerate)")
+    choose: int | None = Field(None, ge=2, description="mix every subset of this many of `species` (a palette)")
+
+    @model_validator(mode="after")
+    def _fractions_fit(self) -> MixConfig:
+        if self.choose is not None and (self.choose > len(self.species) or self.fractions is not None):
+            raise ValueError("choose: at most the number of species, and not together with fractions")
+        for i, row in enumerate(self.fractions or []):
+            if len(row) != len(self.species) or any(f <= 0 for f in row) or abs(sum(row) - 1.0) > 1e-6:
+                raise ValueError(
+                    f"fractions[{i}]: need {len(self.species)} positive values (one per species) summing to 1"
+                )
+        return self
+
+
+class SubstitutionProbabilityConfig(_Frozen):
+    """Add the species pymatgen's data-mined substitution model ranks likely (Hautier et al. 2011)."""
+
+    threshold: float = Field(0.05, gt=0, le=1, description="minimum conditional substitution probability")
+    sites: list[str] | None = Field(None, description="labels to extend (default: every non-anion site)")
+    max_species: int = Field(6, ge=1, description="most species added per site, most probable first")
+
+
+class PrototypeJob(_Frozen):
+    """Substitutions into one prototype of the library (`mi.candidates.generate.prototypes`)."""
+
+    prototype: str
+    name: str | None = Field(None, description="family name in ids and summaries (default: the prototype id)")
+    cell: Literal["primitive", "conventional"] = "primitive"
+    sites: dict[str, list[ElementSymbol]] = Field(
+        default_factory=dict, description="site label (or element of the prototype) -> allowed elements"
+    )
+    substitution_probability: SubstitutionProbabilityConfig | None = None
+    mix: list[MixConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _known_prototype_and_sites(self) -> PrototypeJob:
+        from mi.candidates.generate.prototypes import BY_ID
+
+        proto = BY_ID.get(self.prototype)
+        if proto is None:
+            raise ValueError(f"prototype: unknown prototype {self.prototype!r}; known: {', '.join(BY_ID)}")
+        keys = {s.label for s in proto.sites} | {s.species for s in proto.sites}
+        where = [("sites", k) for k in self.sites] + [(f"mix[{i}].site", m.site) for i, m in enumerate(self.mix)]
+        if self.substitution_probability and self.substitution_probability.sites:
+            where += [("substitution_probability.sites", k) for k in self.substitution_probability.sites]
+        for field_name, key in where:
+            if key not in keys:
+                raise ValueError(
+                    f"{field_name}: {key!r} is not a site of {self.prototype} "
+                    f"(labels: {', '.join(s.label for s in proto.sites)})"
+                )
+        return self
+
+
+class CompositionSpace(_Frozen):
+    """Composition enumeration in a chemical space (charge neutrality and electronegativity order)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    elements: list[ElementSymbol] = Field(min_length=2)
+    require: list[ElementSymbol] = Field(default_factory=list, description="elements every composition contains")
+    max_elements: int = Field(4, ge=2, le=6)
+    max_stoichiometry: int = Field(8, ge=1, le=30, description="largest subscript of one element")
+    max_atoms: int = Field(30, ge=2, description="most atoms per formula unit")
+    electronegativity_order: bool = Field(True, description="every cation less electronegative than every anion")
+
+    @model_validator(mode="after")
+    def _required_in_space(self) -> CompositionSpace:
+        missing = [e for e in self.require if e not in self.elements]
+        if missing:
+            raise ValueError(f"require: {missing} not in elements")
+        return self
+
+
+class GenerateFilters(_Frozen):
+    charge_balance: bool = Field(True, description="keep only charge-balanced substitutions (common oxidation states)")
+    radius_tolerance: float | None = Field(
+        0.35, gt=0, description="largest relative Shannon-radius change of a substituted site; null: no check"
+    )
+    rescale_volume: bool = Field(True, description="scale the cell with the ionic volume of the substituted ions")
+
+
+class GenerateConfig(_Frozen):
+    """What `mi generate` (or `candidates.generate`) makes."""
+
+    prototypes: list[PrototypeJob] = Field(default_factory=list)
+    compositions: list[CompositionSpace] = Field(default_factory=list)
+    filters: GenerateFilters = Field(default_factory=GenerateFilters)
+    dedupe: bool = Field(True, description="drop structures pymatgen's StructureMatcher finds equal")
+    max_candidates: int | None = Field(None, ge=1, description="stop after this many kept candidates")
+
+    @model_validator(mode="after")
+    def _something_to_make(self) -> GenerateConfig:
+        if not self.prototypes and not self.compositions:
+            raise ValueError("give at least one entry in 'prototypes' or 'compositions'")
+        return self
+
+
+class GenerateOutput(_Frozen):
+    dir: str = Field("../generated", description="shards go to <dir>/shards/, the summary to <dir>/summary.json")
+    format: Literal["jsonl", "extxyz"] = "jsonl"
+    shard_size: int = Field(10000, ge=1, description="candidates per shard file")
+
+
+class GenerateRunConfig(_Frozen):
+    """`mi generate CONFIG`: a generator and where its shards go."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    generate: GenerateConfig
+    output: GenerateOutput = Field(default_factory=GenerateOutput)
+    base_dir: str = Field(".", exclude=True)
+
+    def resolve(self, path: str) -> Path:
+        return _resolve(self.base_dir, path)
+
+
 # --- candidates -------------------------------------------------------------------------------------
 
 
 class CandidatesConfig(_Frozen):
     """Where candidates come from, and what makes one unusable."""
 
-    sources: list[str] = Field(min_length=1, description="files, folders or globs; relative to the config file")
+    sources: list[str] = Field(default_factory=list, description="files, folders or globs; relative to the config file")
+    generate: GenerateConfig | str | None = Field(
+        None, description="candidates made on the fly: a generator config, or the path of a `mi generate` config"
+    )
     formula_column: str = "formula"
     id_column: str = "id"
     min_distance_A: float = Field(0.5, gt=0, description="closer sites count as overlapping atoms")
@@ -49,53 +200,196 @@ class CandidatesConfig(_Frozen):
     def _one_source_is_a_list(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
 
+    @model_validator(mode="after")
+    def _needs_candidates(self) -> CandidatesConfig:
+        if not self.sources and self.generate is None:
+            raise ValueError("give 'sources', 'generate' or both")
+        return self
+
 
 # --- features ---------------------------------------------------------------------------------------
 
 
 class FeaturesConfig(_Frozen):
-    """Feature sets computed for every candidate (a model adds the sets its checkpoint needs)."""
+    """Feature sets computed for every candidate (a model adds the sets its checkpoint needs), and how."""
 
     sets: list[str] = Field(default_factory=lambda: ["composition", "structure"])
+    workers: int | Literal["auto"] = Field(
+        "auto",
+        description="processes for structure features; 0 or 1 = in this process; auto = one per core (at most 8) "
+        "from 200 structures on, in this process below that",
+    )
+    chunk_size: int = Field(32, ge=1, description="structures per task sent to a worker and per cache write")
+    timeout_s: float | None = Field(60.0, gt=0, description="time limit per structure; null = none")
+    cache_dir: str | None = Field(
+        "auto",
+        description="feature cache folder (relative to the config file); auto = $XDG_CACHE_HOME/mi/features "
+        "or ~/.cache/mi/features, resolved when the run starts; null = no cache",
+    )
+
+    @field_validator("workers")
+    @classmethod
+    def _workers_not_negative(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 0:
+            raise ValueError("workers must be 0 or more, or 'auto'")
+        return value
 
 
 # --- model ------------------------------------------------------------------------------------------
 
 
 class DatasetConfig(_Frozen):
-    """A training dataset: a named built-in loader, or a table of formulas with target columns."""
+    """A training or evaluation dataset (`mi.models.datasets`): a built-in loader, a file, or a remote source.
 
-    kind: Literal["pymatgen_exp_formation_enthalpy", "csv"] = "pymatgen_exp_formation_enthalpy"
-    path: str | None = None
-    formula_column: str = "formula"
-    targets: dict[str, str] = Field(
-        default_factory=dict, description="target name -> column in the file (csv datasets only)"
+    * ``pymatgen_exp_formation_enthalpy``: the experimental formation enthalpies that ship with pymatgen;
+    * ``table`` (``csv`` is the same): a CSV, JSON, extended XYZ or ASE database file of formulas or
+      structures plus target columns;
+    * ``obelix``: OBELiX-format data, a folder with ``train.csv`` (or the CSV itself) and ``train_cifs/``;
+    * ``materials_project``: the Materials Project summary endpoint via ``mp-api`` (extra ``mp``; the API
+      key comes from ``MP_API_KEY``);
+    * ``matbench``: a Matbench task via matminer (downloads on first use).
+    """
+
+    kind: Literal["pymatgen_exp_formation_enthalpy", "table", "csv", "obelix", "materials_project", "matbench"] = (
+        "pymatgen_exp_formation_enthalpy"
     )
-    units: dict[str, str] = Field(default_factory=dict, description="target name -> unit (csv datasets only)")
+    path: str | None = Field(None, description="table / obelix: the file or folder; relative to the config file")
+    formula_column: str = "formula"
+    structure_column: str | None = Field(
+        None, description="table: column of pymatgen Structure dicts (JSON) or structure file paths (CSV)"
+    )
+    targets: dict[str, str] = Field(
+        default_factory=dict,
+        description="target name -> column (table), summary field (materials_project) or task column (matbench)",
+    )
+    units: dict[str, str] = Field(default_factory=dict, description="target name -> unit")
+    query: dict[str, Any] = Field(
+        default_factory=dict, description="materials_project: search criteria, e.g. {chemsys: Li-Fe-O}"
+    )
+    name: str | None = Field(None, description="matbench: the task, e.g. matbench_mp_e_form")
+    limit: int | None = Field(None, ge=1, description="keep only the first N rows (quick runs)")
 
     @model_validator(mode="after")
-    def _csv_needs_path_and_targets(self) -> DatasetConfig:
-        if self.kind == "csv" and (self.path is None or not self.targets):
-            raise ValueError("a csv dataset needs 'path' and at least one entry in 'targets'")
+    def _complete(self) -> DatasetConfig:
+        if self.kind in ("table", "csv") and (self.path is None or not self.targets):
+            raise ValueError(f"a {self.kind} dataset needs 'path' and at least one entry in 'targets'")
+        if self.kind == "obelix" and self.path is None:
+            raise ValueError("an obelix dataset needs 'path' (the folder with train.csv and train_cifs/)")
+        if self.kind == "materials_project" and not self.targets:
+            raise ValueError("a materials_project dataset needs 'targets' (name -> summary field)")
+        if self.kind == "matbench" and not self.name:
+            raise ValueError("a matbench dataset needs 'name' (e.g. matbench_mp_e_form)")
         return self
 
 
-class TrainConfig(_Frozen):
-    """How to train the descriptor ensemble surrogate."""
+class MLPModelConfig(_Frozen):
+    """Ensemble of MLPs on descriptor feature sets (`mi.models.surrogate.EnsembleMLP`)."""
 
-    dataset: DatasetConfig = Field(default_factory=DatasetConfig)
-    feature_sets: list[str] = Field(default_factory=lambda: ["composition"])
-    ensemble_size: int = Field(5, ge=1)
+    kind: Literal["mlp"] = "mlp"
+    feature_sets: list[str] = Field(default_factory=lambda: ["composition"], min_length=1)
     hidden: list[int] = Field(default_factory=lambda: [256, 128])
     dropout: float = Field(0.05, ge=0, lt=1)
-    epochs: int = Field(300, ge=1)
-    batch_size: int = Field(64, ge=1)
+    ensemble_size: int = Field(5, ge=1)
+
+
+class ElementAttentionConfig(_Frozen):
+    """Set network over (element embedding, fraction) tokens (`mi.models.element_net`); compositions only."""
+
+    kind: Literal["element_attention"] = "element_attention"
+    d_model: int = Field(96, ge=8)
+    n_heads: int = Field(4, ge=1)
+    n_layers: int = Field(3, ge=0)
+    ff_dim: int = Field(192, ge=8)
+    n_pool_heads: int = Field(2, ge=1)
+    head_hidden: list[int] = Field(default_factory=lambda: [256, 128])
+    dropout: float = Field(0.0, ge=0, lt=1)
+    ensemble_size: int = Field(3, ge=1)
+    descriptor_sets: list[str] = Field(
+        default_factory=list, description="feature sets (e.g. [composition]) fed to the head too; [] = elements only"
+    )
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> ElementAttentionConfig:
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model ({self.d_model}) must be a multiple of n_heads ({self.n_heads})")
+        return self
+
+
+class CrystalGraphConfig(_Frozen):
+    """Crystal graph network (`mi.models.graph_net`): gated message passing on the neighbour graph."""
+
+    kind: Literal["cgcnn"] = "cgcnn"
+    cutoff: float = Field(6.0, gt=0, description="neighbour cutoff radius, Angstrom")
+    max_neighbors: int = Field(12, ge=1)
+    n_gaussians: int = Field(40, ge=2, description="Gaussian distance expansion, centres 0..cutoff")
+    atom_dim: int = Field(64, ge=4)
+    n_conv: int = Field(3, ge=1)
+    head_hidden: list[int] = Field(default_factory=lambda: [128])
+    dropout: float = Field(0.0, ge=0, lt=1)
+    ensemble_size: int = Field(3, ge=1)
+
+
+SurrogateModelConfig = Annotated[
+    MLPModelConfig | ElementAttentionConfig | CrystalGraphConfig, Field(discriminator="kind")
+]
+
+
+class SplitConfig(_Frozen):
+    """Held-out rows: random, or whole groups of the same reduced formula or chemical system; seeded."""
+
+    kind: Literal["random", "composition", "chemsys"] = "composition"
+    val_fraction: float = Field(0.1, gt=0, lt=1, description="early stopping and uncertainty recalibration")
+    test_fraction: float = Field(0.0, ge=0, lt=1, description="never seen in training; metrics only")
+    seed: int | None = Field(None, description="default: the training seed")
+
+    @model_validator(mode="after")
+    def _room_to_train(self) -> SplitConfig:
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ValueError("val_fraction + test_fraction must leave rows to train on")
+        return self
+
+
+class OptimiserConfig(_Frozen):
+    name: Literal["adamw", "adam", "sgd"] = "adamw"
     lr: float = Field(2e-3, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
-    val_fraction: float = Field(0.1, gt=0, lt=1)
-    patience: int = Field(40, ge=1)
+    momentum: float = Field(0.9, ge=0, lt=1, description="sgd only")
+    grad_clip: float | None = Field(None, gt=0, description="clip the gradient norm (all members together)")
+
+
+class ScheduleConfig(_Frozen):
+    """Learning rate per step: linear warm-up, then cosine decay to ``min_lr_factor * lr``, or constant."""
+
+    name: Literal["cosine", "constant"] = "cosine"
+    warmup_epochs: float = Field(0.0, ge=0)
+    min_lr_factor: float = Field(0.0, ge=0, le=1)
+
+
+class TrainConfig(_Frozen):
+    """How to train a surrogate: dataset, model, loss, split, optimiser, schedule, stopping, device."""
+
+    dataset: DatasetConfig = Field(default_factory=DatasetConfig)
+    model: SurrogateModelConfig = Field(default_factory=MLPModelConfig)
+    loss: Literal["l1", "mse", "robust_l1", "gaussian_nll"] = Field(
+        "l1", description="robust_l1 (Laplace) and gaussian_nll add a heteroscedastic std head"
+    )
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    optimiser: OptimiserConfig = Field(default_factory=OptimiserConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    epochs: int = Field(300, ge=1)
+    batch_size: int = Field(64, ge=1)
+    patience: int = Field(40, ge=1, description="stop a member after this many epochs without a better val score")
     seed: int = 0
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    amp: bool = Field(True, description="mixed precision when training on CUDA (bfloat16, else float16)")
+    recalibrate: bool = Field(True, description="scale the predicted std to the validation errors")
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _mlp_by_default(cls, value: Any) -> Any:
+        if isinstance(value, dict) and "kind" not in value:
+            return {**value, "kind": "mlp"}
+        return value
 
 
 class ModelConfig(_Frozen):
@@ -125,24 +419,69 @@ class ModelConfig(_Frozen):
 # --- properties -------------------------------------------------------------------------------------
 
 
+class SupplyConfig(_Frozen):
+    """Thresholds of the supply flags (`mi.properties.supply`)."""
+
+    min_mass_fraction: float = Field(
+        0.01, ge=0, le=1, description="elements below this mass fraction raise no FEOC or concentration flag"
+    )
+    feoc_china_refining_pct: float = Field(
+        50.0, ge=0, le=100, description="FEOC exposure: an element whose China refining share exceeds this"
+    )
+    crma_top_country_pct: float = Field(
+        65.0, ge=0, le=100, description="CRMA benchmark: no more than 65% from one third country (Art. 5)"
+    )
+
+
+# Calculator groups (mi.properties.CALCULATORS and DERIVED); 'energy' and 'stability_window' use table
+# columns (voltage, formation enthalpy), so they run after the surrogate.
+CalculatorName = Literal[
+    "density", "capacity", "cost", "supply", "co2", "circularity", "energy", "stability_window"
+]
+
+
 class PropertiesConfig(_Frozen):
     """Exact calculators run on every candidate."""
 
     working_ion: Literal["Li", "Na", "K", "Mg", "Ca", "Zn", "Al"] = "Li"
-    calculators: list[Literal["density", "capacity", "cost"]] = Field(
-        default_factory=lambda: ["density", "capacity", "cost"]
-    )
+    calculators: list[CalculatorName] = Field(default_factory=lambda: ["density", "capacity", "cost"])
     element_table: str | None = Field(None, description="CSV that replaces the packaged element facts")
+    capacity_mode: Literal["redox", "formula"] = Field(
+        "redox",
+        description="capacity_mAh_g: working ions the redox-active cations can release (redox) or every "
+        "working ion in the formula (formula); both are also written as their own columns",
+    )
+    voltage_source: Literal["model", "oracle"] = Field(
+        "model", description="'energy' reads voltage_V (the surrogate) or oracle_voltage_V (the oracle)"
+    )
+    supply: SupplyConfig = Field(default_factory=SupplyConfig)
+
+    @model_validator(mode="after")
+    def _energy_needs_capacity(self) -> PropertiesConfig:
+        if "energy" in self.calculators and "capacity" not in self.calculators:
+            raise ValueError("calculator 'energy' needs 'capacity' in the same list (energy = capacity x voltage)")
+        return self
 
 
 # --- ranking ----------------------------------------------------------------------------------------
 
 
 class Constraint(_Frozen):
+    """Keep rows with ``min <= column <= max``.
+
+    With ``probability: p`` the bounds apply to a predicted value with uncertainty: a row is kept when
+    P(min <= X <= max) >= p for X ~ Normal(column, std_column), ``std_column`` defaulting to
+    ``<column>_std``. ``{column: e_hull_eV_atom, max: 0.05, probability: 0.8}`` reads
+    P(e_hull_eV_atom <= 0.05) >= 0.8.
+    """
+
     column: str
     min: float | None = None
     max: float | None = None
     keep_missing: bool = Field(False, description="keep candidates whose value is missing (NaN)")
+    probability: float | None = Field(None, gt=0, lt=1, description="required probability of meeting the bounds")
+    std_column: str | None = Field(None, description="std of the column (default <column>_std); needs probability")
+    required: bool = Field(True, description="false: skip the constraint, with a note, when the column is absent")
 
     @model_validator(mode="after")
     def _needs_a_bound(self) -> Constraint:
@@ -150,7 +489,14 @@ class Constraint(_Frozen):
             raise ValueError("a constraint needs 'min', 'max' or both")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min ({self.min}) is larger than max ({self.max})")
+        if self.std_column is not None and self.probability is None:
+            raise ValueError("'std_column' is only used with 'probability'")
         return self
+
+    @property
+    def std(self) -> str:
+        """The column holding the std of `column` (probabilistic constraints only)."""
+        return self.std_column or f"{self.column}_std"
 
 
 class Objective(_Frozen):
@@ -158,12 +504,23 @@ class Objective(_Frozen):
     direction: Literal["max", "min"]
     weight: float = Field(1.0, ge=0)
     normalise: Literal["minmax", "rank", "zscore"] = "minmax"
+    required: bool = Field(True, description="false: skip the objective, with a note, when the column is absent")
 
 
 class RankingConfig(_Frozen):
     constraints: list[Constraint] = Field(default_factory=list)
     objectives: list[Objective] = Field(min_length=1)
     top_k: int = Field(10, ge=1)
+    ucb_kappa: float | None = Field(
+        None, ge=0, description="adds ucb_score: the score of mean + kappa * std (optimistic, for exploration)"
+    )
+    sort_by: Literal["score", "ucb_score"] = "score"
+
+    @model_validator(mode="after")
+    def _ucb_needs_kappa(self) -> RankingConfig:
+        if self.sort_by == "ucb_score" and self.ucb_kappa is None:
+            raise ValueError("sort_by: ucb_score needs ucb_kappa")
+        return self
 
 
 # --- export -----------------------------------------------------------------------------------------
@@ -173,6 +530,7 @@ class ExportConfig(_Frozen):
     out_dir: str = Field("../experiments", description="runs go to <out_dir>/<name>/<run-id>/")
     top_cif: bool = True
     write_json: bool = True
+    report: bool = Field(True, description="report.html and passport/<id>.json for the top-k candidates")
 
 
 # --- the experiment ---------------------------------------------------------------------------------
@@ -207,6 +565,9 @@ class TrainRunConfig(_Frozen):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     train: TrainConfig = Field(default_factory=TrainConfig)
     checkpoint: str = Field(description="output path of the checkpoint; relative to the config file")
+    run_dir: str | None = Field(
+        None, description="metrics.csv, resume.pt and the resolved config (default: <checkpoint>.run/ beside it)"
+    )
     base_dir: str = Field(".", exclude=True)
 
     def resolve(self, path: str) -> Path:
@@ -308,3 +669,8 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
 def load_train_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> TrainRunConfig:
     """Read a `mi train` config."""
     return _load(TrainRunConfig, path, overrides)
+
+
+def load_generate_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> GenerateRunConfig:
+    """Read a `mi generate` config."""
+    return _load(GenerateRunConfig, path, overrides)

@@ -43,6 +43,8 @@ def resolved_config_yaml(cfg: ScreenConfig) -> str:
     """The config as run: overrides applied, defaults filled in, paths made absolute."""
     data = cfg.model_dump(mode="json")
     data["candidates"]["sources"] = [str(cfg.resolve(s).resolve()) for s in cfg.candidates.sources]
+    if isinstance(cfg.candidates.generate, str):
+        data["candidates"]["generate"] = str(cfg.resolve(cfg.candidates.generate).resolve())
     if cfg.model.checkpoint and not cfg.model.checkpoint.startswith("builtin:"):
         data["model"]["checkpoint"] = str(cfg.resolve(cfg.model.checkpoint).resolve())
     if cfg.properties.element_table:
@@ -61,12 +63,12 @@ def _load_surrogate(cfg: ScreenConfig, run_dir: Path):
 
     if cfg.model.train is not None:
         from mi.models.datasets import load_dataset
-        from mi.models.train import train_surrogate
+        from mi.models.train import train
 
         dataset_cfg = cfg.model.train.dataset
         dataset = load_dataset(dataset_cfg, cfg.resolve(dataset_cfg.path) if dataset_cfg.path else None)
         log.info("training the surrogate on %d rows (model.train)", len(dataset.frame))
-        surrogate, _ = train_surrogate(cfg.model.train, dataset.frame, dataset.units, dataset_info=dataset.info)
+        surrogate, _ = train(cfg.model.train, dataset, run_dir=run_dir / "train")
         path = save_checkpoint(surrogate, run_dir / "model.pt")
         return load_checkpoint(path), str(path), file_sha256(path)
     spec = cfg.model.checkpoint
@@ -104,8 +106,8 @@ def screen(
         write_ranked,
         write_top_cifs,
     )
-    from mi.features import featurize
-    from mi.properties import compute_properties
+    from mi.features import featurize_with_config
+    from mi.properties import compute_properties, derive_properties
     from mi.ranking import rank
 
     started = _now()
@@ -147,16 +149,27 @@ def screen(
 
     # 2. surrogate (its checkpoint names the feature sets it needs)
     surrogate, checkpoint_label, checkpoint_hash = _load_surrogate(cfg, run_dir)
+    from mi.models.device import resolve_device
+
+    surrogate.to(resolve_device(cfg.model.device))  # checkpoints load on the CPU; predict where the config says
     sets = list(dict.fromkeys([*cfg.features.sets, *surrogate.spec.feature_sets]))
 
-    # 3. features
-    features, feature_failures = featurize(candidates, sets)
+    # 3. features (cached by content hash; structures in worker processes under a time limit)
+    featurized = featurize_with_config(
+        candidates, sets, cfg.features, working_ion=cfg.properties.working_ion, resolve=cfg.resolve, progress=progress
+    )
+    features, feature_failures = featurized.features, featurized.failures
+    counts.update({"features_computed": featurized.computed, "features_from_cache": featurized.from_cache})
+    log.info(
+        "features (%s): %d rows computed, %d from the cache, %d candidates failed, %.1f s",
+        ", ".join(sets), featurized.computed, featurized.from_cache, len(feature_failures), featurized.seconds,
+    )
     failures += feature_failures
     _strict_check(strict, feature_failures)
     survivors = [c for c in candidates if c.id in features.index]
 
     # 4. predictions and exact properties
-    predictions = surrogate.predict(features)
+    predictions = surrogate.predict(features, survivors)  # element and graph models read the candidates
     predicted = surrogate.targets
     element_table = (
         load_element_facts(cfg.resolve(cfg.properties.element_table)) if cfg.properties.element_table else None
@@ -171,11 +184,18 @@ def screen(
     ).set_index("id", drop=False)
     reported = [f"structure.{n}" for n in _REPORTED_STRUCTURE_FEATURES if f"structure.{n}" in features.columns]
     descriptors = features[reported].rename(columns=lambda c: c.split(".", 1)[1])
+    # Working-ion conduction proxies (feature set 'working_ion') go into the table as they are, for ranking.
+    conduction = features[[c for c in features.columns if str(c).startswith("working_ion.")]]
     table = base.join(properties, how="inner").join(predictions, how="left").join(descriptors, how="left")
+    table = table.join(conduction, how="left")
+    # Energy and stability windows read the surrogate's columns, so they come after the join.
+    table, derived_notes = derive_properties(table, cfg.properties, element_table)
+    notes = [*notes, *derived_notes]
     table = table.reset_index(drop=True)
     ranked, summary = rank(table, cfg.ranking)
     counts.update({"featurized": len(features), "after_constraints": summary["rows_kept"]})
     notes = [*notes, *(f"constraint {k} removed {v} candidates" for k, v in summary.get("removed", {}).items())]
+    notes = [*notes, *summary.get("skipped", [])]
 
     # 6. export
     structures = {c.id: c.structure for c in survivors if c.structure is not None}
@@ -183,6 +203,13 @@ def screen(
     if cfg.export.top_cif:
         _, cif_failures = write_top_cifs(run_dir, ranked, structures, cfg.ranking.top_k)
         failures += cif_failures
+    if cfg.export.report:
+        from mi.export.report import export_report
+
+        failures += export_report(
+            run_dir, ranked, cfg, element_table=element_table, notes=notes, summary=summary, counts=counts,
+            failures=failures,
+        )
     manifest = finish(ranked, (checkpoint_label, checkpoint_hash), notes)
     return ScreenResult(run_dir=run_dir, ranked=ranked, failures=failures, manifest=manifest, predicted=predicted)
 

@@ -105,6 +105,10 @@ def test_every_shipped_config_is_valid(path):
         assert isinstance(cfg, ScreenConfig)
         for source in cfg.candidates.sources:
             assert cfg.resolve(source).exists(), source
+    elif "generate" in raw:
+        from mi.config import load_generate_config
+
+        assert load_generate_config(path).name
     else:
         cfg = load_train_config(path)
         assert cfg.name

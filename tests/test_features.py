@@ -1,4 +1,4 @@
-"""Feature sets: hand-checked values, NaN for what is unknown, bad candidates isolated."""
+"""Feature sets: hand-checked values, the frame `featurize` returns, bad candidates isolated, versions."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pymatgen.core import Composition, Lattice, Structure
 from mi.candidates.base import Candidate, composition_hash, structure_hash
 from mi.errors import ConfigError
 from mi.features import FEATURE_SETS, feature_columns, featurize
-from mi.features.composition import composition_feature_names, composition_features, element_property_table
+from mi.features.composition import composition_feature_names, composition_features, magpie_table
 from mi.features.structure import structure_feature_names, structure_features
 
 
@@ -35,12 +35,20 @@ def features_of(formula: str) -> dict[str, float]:
 
 def test_lifepo4_by_hand():
     f = features_of("LiFePO4")  # Z: Li 3, Fe 26, P 15, O 8 x4; 7 atoms
-    assert f["mean_Z"] == pytest.approx(76 / 7)
-    assert f["avg_dev_Z"] == pytest.approx((76 / 7 - 3 + 26 - 76 / 7 + 15 - 76 / 7 + 4 * (76 / 7 - 8)) / 7)
-    assert (f["min_Z"], f["max_Z"], f["range_Z"]) == (3, 26, 23)
-    assert f["mean_electronegativity"] == pytest.approx((0.98 + 1.83 + 2.19 + 4 * 3.44) / 7)
+    assert f["mean_Number"] == pytest.approx(76 / 7)
+    assert f["avg_dev_Number"] == pytest.approx((76 / 7 - 3 + 26 - 76 / 7 + 15 - 76 / 7 + 4 * (76 / 7 - 8)) / 7)
+    assert (f["min_Number"], f["max_Number"], f["range_Number"]) == (3, 26, 23)
+    assert f["mode_Number"] == 8  # O is the most abundant element
+    assert f["mean_Electronegativity"] == pytest.approx((0.98 + 1.83 + 2.19 + 4 * 3.44) / 7)
     assert f["L0_norm"] == 4
     assert f["L2_norm"] == pytest.approx(math.sqrt(1 + 1 + 1 + 16) / 7)
+    assert len(f) == 145  # Magpie's attribute count: 132 + 6 + 4 + 3
+
+
+def test_mode_breaks_ties_to_the_smallest_value():
+    f = features_of("NaCl")  # equal amounts: the smaller Z wins
+    assert f["mode_Number"] == 11
+    assert features_of("Na1Cl1.5")["mode_Number"] == 17
 
 
 def test_valence_fractions_fe2o3():
@@ -51,21 +59,36 @@ def test_valence_fractions_fe2o3():
     assert f["frac_f_valence"] == 0
 
 
-def test_scale_invariant_and_nan_where_unknown():
+def test_ionic_character_by_hand():
+    f = features_of("LiF")  # Pauling X: Li 0.98, F 3.98
+    ionic = 1 - math.exp(-0.25 * 3.0**2)
+    assert f["max_ionic_char"] == pytest.approx(ionic)
+    assert f["avg_ionic_char"] == pytest.approx(0.25 * ionic)
+    assert f["compound_possible"] == 1.0
+    assert features_of("Li")["max_ionic_char"] == 0 and features_of("Li")["compound_possible"] == 1.0
+    assert features_of("LiO3")["compound_possible"] == 0.0  # Li+ and O2- cannot balance LiO3
+
+
+def test_scale_invariant_and_imputed_where_magpie_has_no_value():
     a, b = composition_features([Composition("LiFePO4"), Composition("Li2Fe2P2O8")])
     np.testing.assert_allclose(a, b)
-    f = features_of("NaClAr")  # pymatgen has no Pauling electronegativity for Ar
-    assert math.isnan(f["mean_electronegativity"]) and math.isnan(f["max_electronegativity"])
-    assert f["mean_Z"] == pytest.approx((11 + 17 + 18) / 3)
-    assert element_property_table().shape[0] == 104
+    table = magpie_table()
+    column = list(composition_feature_names()).index("max_Electronegativity") // 6
+    assert math.isnan(table.raw[18, column])  # Magpie has no electronegativity for Ar ...
+    f = features_of("NaClAr")  # ... so, as in matminer, Ar gets the mean over the elements that have one
+    assert f["max_Electronegativity"] == pytest.approx(max(3.16, np.nanmean(table.raw[1:, column])))
+    assert table.values.shape == (119, 22)
 
 
 def test_structure_features(rocksalt):
-    density, volume, packing = structure_features([rocksalt, None])[0]
-    assert density == pytest.approx(4 * (22.98977 + 35.453) / 6.02214e23 / (5.64e-8) ** 3, rel=1e-3)
-    assert volume == pytest.approx(5.64**3 / 8)
+    row = dict(zip(structure_feature_names(), structure_features([rocksalt, None])[0]))
+    assert row["density_g_cm3"] == pytest.approx(4 * (22.98977 + 35.453) / 6.02214e23 / (5.64e-8) ** 3, rel=1e-3)
+    assert row["volume_per_atom_A3"] == pytest.approx(5.64**3 / 8)
     spheres = 4 * 4 / 3 * math.pi * (1.80**3 + 1.00**3)  # Slater radii: Na 1.80, Cl 1.00
-    assert packing == pytest.approx(spheres / 5.64**3)
+    assert row["packing_fraction"] == pytest.approx(spheres / 5.64**3)
+    assert row["cn_mean"] == 6 and row["cn_std"] == 0
+    assert row["bond_length_mean_A"] == pytest.approx(5.64 / 2)
+    assert row["spacegroup_number"] == 225
     assert np.isnan(structure_features([None])).all()
 
 
@@ -84,11 +107,11 @@ def test_featurize_frame_and_nan_structure_row(rocksalt):
     structure_cols = [f"structure.{n}" for n in structure_feature_names()]
     assert frame.loc["lfp", structure_cols].isna().all()
     assert frame.loc["nacl", structure_cols].notna().all()
-    assert frame.loc["lfp", "composition.mean_Z"] == pytest.approx(76 / 7)
+    assert frame.loc["lfp", "composition.mean_Number"] == pytest.approx(76 / 7)
 
 
 def test_bad_candidate_is_isolated():
-    bad = formula_candidate("Og2O", "heavy")  # Z = 118: outside the element table
+    bad = formula_candidate("Og2O", "heavy")  # Z = 118: no Magpie data at all
     collapsed = Structure(Lattice([[1, 0, 0], [0, 1, 0], [2, 0, 0]]), ["Li"], [[0, 0, 0]], validate_proximity=False)
     flat = Candidate("flat", "flat.cif", "flat", collapsed.composition, collapsed, "sha256:x")
     good = [formula_candidate("LiCoO2", "lco"), formula_candidate("Li3PS4", "lps")]
@@ -97,7 +120,7 @@ def test_bad_candidate_is_isolated():
     assert {f.id for f in failures} == {"heavy", "flat"}
     assert all(f.stage == "features" for f in failures)
     reasons = {f.id: f.reason for f in failures}
-    assert "composition" in reasons["heavy"] and "103" in reasons["heavy"]
+    assert "composition" in reasons["heavy"] and "Og" in reasons["heavy"]
     assert "structure" in reasons["flat"] and "volume" in reasons["flat"]
 
 
@@ -106,9 +129,18 @@ def test_unknown_set_is_a_config_error():
         featurize([formula_candidate("LiCoO2")], ["composition", "magpie"])
 
 
+def test_working_ion_set_needs_the_ion():
+    with pytest.raises(ConfigError, match="working_ion"):
+        featurize([formula_candidate("LiCoO2")], ["working_ion"])
+    frame, _ = featurize([formula_candidate("Li2O", "li2o")], ["working_ion"], working_ion="Li")
+    assert frame.loc["li2o", "working_ion.site_fraction"] == pytest.approx(2 / 3)
+    assert frame.loc["li2o", "working_ion.min_distance_A"] != frame.loc["li2o", "working_ion.min_distance_A"]  # NaN
+
+
 def test_registry_is_versioned():
     for name, feature_set in FEATURE_SETS.items():
         assert feature_set.name == name and isinstance(feature_set.version, int)
         assert len(feature_set.names()) == len(set(feature_set.names()))
+    assert FEATURE_SETS["composition"].version >= 2  # v2 changed what composition computes
     empty, failures = featurize([], ["composition"])
     assert empty.shape == (0, len(composition_feature_names())) and failures == []

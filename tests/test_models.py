@@ -1,24 +1,68 @@
-"""Surrogate, checkpoint, datasets, device: tiny real training runs on the CPU, files in tmp_path."""
+"""Surrogates and checkpoints: every model kind trained tiny on the CPU, saved, reloaded, identical predictions."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from pymatgen.core import Composition, Lattice, Structure
 
-from mi.config import TrainConfig, load_train_config
+from mi.candidates.base import Candidate, composition_hash, structure_hash
+from mi.cli import main
+from mi.config import TrainConfig
 from mi.errors import CheckpointError, ConfigError, InputError
 from mi.models.checkpoint import FORMAT_VERSION, checkpoint_card, file_sha256, load_checkpoint, save_checkpoint
-from mi.models.datasets import EXP_FORMATION_ENTHALPY, load_exp_formation_enthalpy
+from mi.models.datasets import EXP_FORMATION_ENTHALPY, Dataset, load_exp_formation_enthalpy
 from mi.models.device import resolve_device
-from mi.models.train import featurize_formulas, train_from_config, train_surrogate
+from mi.models.train import featurize_formulas, train, train_surrogate
 
 TARGET = EXP_FORMATION_ENTHALPY
-TINY = TrainConfig(feature_sets=["composition"], ensemble_size=2, hidden=[32], epochs=5, batch_size=32,
-                   patience=5, device="cpu")
+FAST = {"epochs": 3, "batch_size": 32, "patience": 5, "device": "cpu"}
+TINY_MLP = TrainConfig(model={"kind": "mlp", "feature_sets": ["composition"], "ensemble_size": 2, "hidden": [32]}, **FAST)
+ELEMENT = {"kind": "element_attention", "d_model": 16, "n_heads": 2, "n_layers": 1, "ff_dim": 32, "head_hidden": [16],
+           "ensemble_size": 2}
+TINY_ELEMENT = TrainConfig(model=ELEMENT, loss="robust_l1", **FAST)
+TINY_HYBRID = TrainConfig(model={**ELEMENT, "descriptor_sets": ["composition"]}, **FAST)
+TINY_GRAPH = TrainConfig(
+    model={"kind": "cgcnn", "cutoff": 4.0, "max_neighbors": 8, "n_gaussians": 8, "atom_dim": 8, "n_conv": 1,
+           "head_hidden": [8], "ensemble_size": 2},
+    split={"kind": "random", "val_fraction": 0.25},
+    **{**FAST, "batch_size": 4},
+)
+PROBE = ["LiFePO4", "Al2O3", "NaCl", "LiCoO2"]
+
+
+def _candidates(formulas):
+    return [Candidate(f, "test", f, Composition(f), None, composition_hash(Composition(f))) for f in formulas]
+
+
+def _structures() -> list[Structure]:
+    """A dozen small real crystals: rock salts, antifluorites, CsCl types, with one disordered site."""
+    out = []
+    for a, (cation, anion) in zip(np.linspace(4.0, 6.0, 5), [("Li", "F"), ("Na", "Cl"), ("Mg", "O"), ("K", "Br"), ("Ca", "S")]):
+        out.append(Structure.from_spacegroup("Fm-3m", Lattice.cubic(a), [cation, anion], [[0, 0, 0], [0.5, 0.5, 0.5]]))
+    for a, (cation, anion) in zip((5.7, 4.6, 6.5), [("Li", "S"), ("Li", "O"), ("Na", "S")]):
+        out.append(Structure.from_spacegroup("Fm-3m", Lattice.cubic(a), [anion, cation], [[0, 0, 0], [0.25, 0.25, 0.25]]))
+    for a, (x, y) in zip((3.4, 4.1, 3.0), [("Cs", "Cl"), ("Cs", "Br"), ("Cu", "Zn")]):
+        out.append(Structure(Lattice.cubic(a), [x, y], [[0, 0, 0], [0.5, 0.5, 0.5]]))
+    disordered = out[0].copy()
+    disordered.replace_species({"Li": {"Li": 0.5, "Na": 0.4}})
+    out.append(disordered)
+    return out
+
+
+def _structure_dataset() -> Dataset:
+    structures = _structures()
+    values = [s.density + 0.1 * i for i, s in enumerate(structures)]  # structure-dependent, deterministic
+    frame = pd.DataFrame(
+        {"formula": [s.composition.formula for s in structures], "density_like": values},
+        index=pd.Index([f"s{i}" for i in range(len(structures))], name="id"),
+    )
+    return Dataset(frame, {"density_like": "g/cm^3"}, {"name": "tiny_structures"}, tuple(structures))
 
 
 @pytest.fixture(scope="module")
@@ -27,16 +71,20 @@ def exp_data() -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def tiny(exp_data):
-    frame = exp_data.sample(100, random_state=0)
-    surrogate, metrics = train_surrogate(TINY, frame, {TARGET: "eV/atom"}, progress=False)
-    features, _ = featurize_formulas(["LiFePO4", "Al2O3", "NaCl", "LiCoO2"], ["composition"])
-    return surrogate, metrics, features
-
-
-@pytest.fixture(scope="module")
-def saved(tiny, tmp_path_factory):
-    return save_checkpoint(tiny[0], tmp_path_factory.mktemp("ckpt") / "tiny.pt")
+def trained(exp_data, tmp_path_factory):
+    """kind -> (surrogate, metrics, saved path, candidates to predict)."""
+    torch.set_num_threads(1)
+    frame = exp_data.sample(120, random_state=0)
+    out = {}
+    folder = tmp_path_factory.mktemp("ckpt")
+    for name, cfg in (("mlp", TINY_MLP), ("element_attention", TINY_ELEMENT), ("hybrid", TINY_HYBRID)):
+        surrogate, metrics = train_surrogate(cfg, frame, {TARGET: "eV/atom"}, progress=False)
+        out[name] = (surrogate, metrics, save_checkpoint(surrogate, folder / f"{name}.pt"), _candidates(PROBE))
+    dataset = _structure_dataset()
+    surrogate, metrics = train(TINY_GRAPH, dataset, progress=False)
+    candidates, _ = dataset.candidates()
+    out["cgcnn"] = (surrogate, metrics, save_checkpoint(surrogate, folder / "cgcnn.pt"), candidates)
+    return out
 
 
 def _plain(value) -> bool:
@@ -55,47 +103,77 @@ def test_exp_dataset_is_per_atom(exp_data):
     assert ag2o == pytest.approx(-0.3223287863097536 / 3)
 
 
-def test_training_metrics_and_std(tiny):
-    surrogate, metrics, features = tiny
-    assert set(metrics["val_mae"]) == {TARGET} and metrics["val_mae"][TARGET] > 0
-    assert metrics["n_train"] + metrics["n_val"] == 100
-    prediction = surrogate.predict(features)
-    assert list(prediction.columns) == [TARGET, f"{TARGET}_std"]
-    assert prediction.index.equals(features.index)
-    assert (prediction[f"{TARGET}_std"] >= 0).all() and prediction.notna().all().all()
-
-
-def test_normaliser_buffers_in_state_dict(tiny):
-    state = tiny[0].module.state_dict()
-    for name in ("feature_mean", "feature_std", "target_mean", "target_std", "std_scale"):
-        assert name in state
-    assert state["target_std"].item() > 0
-
-
-def test_raw_file_loads_with_weights_only(saved):
-    raw = torch.load(saved, weights_only=True, map_location="cpu")
-    assert raw["format_version"] == FORMAT_VERSION and _plain(raw)
-    assert raw["feature_sets"] == [{"name": "composition", "version": 1}]
-    assert raw["targets"] == [{"name": TARGET, "unit": "eV/atom"}]
-    assert raw["training"]["data_sha256"].startswith("sha256:") and raw["training"]["n_rows"] == 100
+@pytest.mark.parametrize("name", ["mlp", "element_attention", "hybrid", "cgcnn"])
+def test_checkpoint_round_trip_for_every_model_kind(trained, name, capsys):
+    surrogate, metrics, path, candidates = trained[name]
+    kind = "element_attention" if name == "hybrid" else name
+    raw = torch.load(path, weights_only=True, map_location="cpu")
+    assert raw["format_version"] == FORMAT_VERSION and raw["model_kind"] == kind and _plain(raw)
+    assert raw["featurizer"]["inputs"] == surrogate.module.input_kind
     assert set(raw["versions"]) >= {"mi", "torch", "pymatgen"} and raw["created_utc"].endswith("Z")
+    assert raw["training"]["data_sha256"].startswith("sha256:") and raw["training"]["n_rows"] > 0
+    assert "val" in raw["training"]["metrics"] and raw["training"]["recipe"]["model"]["kind"] == kind
+    for name in ("target_mean", "target_std", "std_scale"):
+        assert name in raw["state_dict"]
+
+    loaded = load_checkpoint(path)
+    before, after = surrogate.predict(candidates=candidates), loaded.predict(candidates=candidates)
+    pd.testing.assert_frame_equal(after, before, check_exact=True)
+    assert before.notna().all().all() and (before.filter(like="_std") >= 0).all().all()
+
+    assert main(["info", str(path)]) == 0
+    text = capsys.readouterr().out
+    assert kind in text and surrogate.targets[0] in text
+    card = checkpoint_card(path)
+    assert "state_dict" not in card and card["sha256"] == file_sha256(path) and card["n_parameters"] > 0
 
 
-def test_roundtrip_gives_identical_predictions(tiny, saved):
-    surrogate, _, features = tiny
-    loaded = load_checkpoint(saved)
-    pd.testing.assert_frame_equal(loaded.predict(features), surrogate.predict(features), check_exact=True)
-    card = checkpoint_card(saved)
-    assert "state_dict" not in card and card["sha256"] == file_sha256(saved) and card["n_parameters"] > 0
+def test_mlp_predicts_from_a_features_frame_too(trained):
+    surrogate, _, _, candidates = trained["mlp"]
+    features, _ = featurize_formulas(PROBE, ["composition"])
+    features.index = pd.Index(PROBE, name="id")
+    from_frame = surrogate.predict(features)
+    pd.testing.assert_frame_equal(from_frame, surrogate.predict(candidates=candidates), check_index_type=False)
+    assert list(from_frame.columns) == [TARGET, f"{TARGET}_std"]
+    with pytest.raises(InputError, match=r"composition\..*compute the feature sets"):
+        surrogate.predict(features.drop(columns=[features.columns[0]]))
 
 
-def test_missing_feature_column_is_clear(tiny):
-    surrogate, _, features = tiny
-    with pytest.raises(InputError, match=r"composition\.mean_Z.*composition \(v1\)"):
-        surrogate.predict(features.drop(columns=["composition.mean_Z"]))
+def test_element_and_graph_models_need_candidates(trained):
+    frame = pd.DataFrame(index=pd.Index(["LiF"], name="id"))
+    for name in ("element_attention", "hybrid", "cgcnn"):
+        with pytest.raises(InputError, match="pass the candidates"):
+            trained[name][0].predict(frame)
 
 
-def test_bad_files_raise_checkpoint_error(saved, tmp_path):
+def test_hybrid_element_model_reads_descriptors_from_the_frame_or_computes_them(trained):
+    surrogate, _, _, candidates = trained["hybrid"]
+    assert list(surrogate.spec.feature_sets) == ["composition"]
+    assert "feature_mean" in surrogate.module.state_dict() and surrogate.module.n_features > 0
+    features, _ = featurize_formulas(PROBE, ["composition"])
+    features.index = pd.Index(PROBE, name="id")
+    pd.testing.assert_frame_equal(
+        surrogate.predict(features, candidates), surrogate.predict(candidates=candidates), check_index_type=False
+    )
+
+
+def test_graph_model_leaves_formula_only_rows_empty(trained):
+    surrogate, _, _, candidates = trained["cgcnn"]
+    rows = [*candidates[:2], *_candidates(["LiF"])]
+    prediction = surrogate.predict(candidates=rows)
+    assert prediction.iloc[:2].notna().all().all() and prediction.iloc[2].isna().all()
+
+
+def test_heteroscedastic_head_and_metrics(trained):
+    surrogate, metrics, _, _ = trained["element_attention"]
+    assert surrogate.module.heteroscedastic and surrogate.module.n_outputs == 2
+    val = metrics["val"][TARGET]
+    assert {"mae", "rmse", "r2", "spearman", "within_1sigma", "within_2sigma"} <= set(val)
+    assert metrics["calibration"]["std_scale"][TARGET] > 0
+
+
+def test_bad_files_raise_checkpoint_error(trained, tmp_path):
+    saved = trained["mlp"][2]
     with pytest.raises(CheckpointError, match="not found"):
         load_checkpoint(tmp_path / "absent.pt")
 
@@ -109,6 +187,7 @@ def test_bad_files_raise_checkpoint_error(saved, tmp_path):
     torch.save({**raw, "format_version": FORMAT_VERSION + 1}, future)
     with pytest.raises(CheckpointError, match=f"format version {FORMAT_VERSION + 1}.*reads version {FORMAT_VERSION}"):
         load_checkpoint(future)
+    assert main(["info", str(future)]) == 1
 
     foreign = tmp_path / "foreign.pt"
     torch.save({"state_dict": raw["state_dict"]}, foreign)
@@ -125,11 +204,29 @@ def test_bad_files_raise_checkpoint_error(saved, tmp_path):
     with pytest.raises(CheckpointError, match="do not match"):
         load_checkpoint(mismatched)
 
+    unknown = tmp_path / "unknown.pt"
+    torch.save({**raw, "model_kind": "transformer9000"}, unknown)
+    with pytest.raises(CheckpointError, match="model kind 'transformer9000'"):
+        load_checkpoint(unknown)
+
+
+def test_version_1_checkpoints_still_load(trained, tmp_path):
+    """Version 1 held descriptor MLPs without model_kind/featurizer; they are read as kind 'mlp'."""
+    surrogate, _, saved, candidates = trained["mlp"]
+    raw = torch.load(saved, weights_only=True, map_location="cpu")
+    v1 = {k: v for k, v in raw.items() if k not in ("model_kind", "featurizer")}
+    v1["format_version"] = 1
+    v1["model_config"] = {k: v for k, v in v1["model_config"].items() if k != "heteroscedastic"}
+    path = tmp_path / "v1.pt"
+    torch.save(v1, path)
+    loaded = load_checkpoint(path)
+    assert loaded.kind == "mlp"
+    pd.testing.assert_frame_equal(loaded.predict(candidates=candidates), surrogate.predict(candidates=candidates))
+
 
 def test_builtin_checkpoint_predicts_sensible_signs():
     surrogate = load_checkpoint("builtin:formation_enthalpy")
-    features, _ = featurize_formulas(["Al2O3", "LiF", "Cu"], surrogate.spec.feature_sets)
-    prediction = surrogate.predict(features)[TARGET].to_numpy()
+    prediction = surrogate.predict(candidates=_candidates(["Al2O3", "LiF", "Cu"]))[TARGET].to_numpy()
     assert prediction[0] < -2.5  # experiment: -3.47 eV/atom
     assert prediction[1] < -2.5  # experiment: -3.20 eV/atom
     assert abs(prediction[2]) < 0.5  # an element: 0
@@ -142,29 +239,11 @@ def test_builtin_checkpoint_predicts_sensible_signs():
         load_checkpoint("builtin:nope")
 
 
-def test_train_from_config_with_csv_and_missing_targets(tmp_path):
-    rng = np.random.default_rng(0)
-    formulas = ["LiCoO2", "LiFePO4", "NaCl", "MgO", "Al2O3", "LiMn2O4", "Li3PS4", "TiO2", "ZnO", "CaF2"] * 3
-    table = pd.DataFrame({
-        "composition": formulas,
-        "y1": rng.normal(size=len(formulas)),
-        "y2": np.where(np.arange(len(formulas)) % 3 == 0, np.nan, rng.normal(size=len(formulas))),
-    })
-    table.to_csv(tmp_path / "data.csv", index=False)
-    (tmp_path / "train.yaml").write_text(
-        "name: tiny\n"
-        "train:\n"
-        "  dataset: {kind: csv, path: data.csv, formula_column: composition, targets: {a: y1, b: y2},"
-        " units: {a: eV, b: GPa}}\n"
-        "  ensemble_size: 2\n  hidden: [8]\n  epochs: 3\n  val_fraction: 0.3\n  device: cpu\n"
-        "checkpoint: out/tiny.pt\n"
-    )
-    path = train_from_config(load_train_config(tmp_path / "train.yaml"), progress=False)
-    assert path == tmp_path / "out" / "tiny.pt" and path.is_file()
-    surrogate = load_checkpoint(path)
-    assert surrogate.targets == ["a", "b"] and surrogate.spec.units == {"a": "eV", "b": "GPa"}
-    assert surrogate.spec.training["name"] == "tiny"
-    assert all(math.isfinite(v) for v in surrogate.spec.training["metrics"]["val_mae"].values())
+def test_structure_hash_of_dataset_candidates_is_stable():
+    dataset = _structure_dataset()
+    candidates, failures = dataset.candidates()
+    assert not failures and [c.id for c in candidates] == list(dataset.frame.index)
+    assert candidates[0].content_hash == structure_hash(dataset.structures[0])
 
 
 def test_resolve_device(monkeypatch):
@@ -176,3 +255,9 @@ def test_resolve_device(monkeypatch):
     with pytest.raises(ConfigError, match="MI_DEVICE"):
         resolve_device()
     assert resolve_device("cpu") == torch.device("cpu")  # the argument wins over the environment
+
+
+def test_card_metrics_are_finite_json(trained):
+    card = checkpoint_card(trained["mlp"][2])
+    text = json.dumps(card, default=str)
+    assert "val_mae" in text and math.isfinite(card["training"]["metrics"]["val_mae"][TARGET])

@@ -12,13 +12,15 @@ from pymatgen.core import Composition, DummySpecies, Lattice, Structure
 from mi.candidates.base import Candidate, Failure
 from mi.config import PropertiesConfig
 from mi.data import load_element_facts
-from mi.properties import capacity_mAh_g, compute_properties, cost_usd_kg, density_g_cm3
+from mi.properties import capacity_mAh_g, compute_properties, cost_usd_kg, density_g_cm3, redox_capacity_mAh_g
 
 F = 96485.33212  # C/mol
 N_A = 6.02214076e23  # 1/mol
 # Atomic masses (g/mol), the standard values pymatgen carries.
 LI, NA, MG, FE, P, O = 6.941, 22.98976928, 24.305, 55.845, 30.973762, 15.9994
 CO, MN, CL, F_ = 58.933195, 54.938045, 35.453, 18.9984032
+NI, SI = 58.6934, 28.0855
+CAPACITY_COLUMNS = ["capacity_mAh_g", "capacity_mAh_cm3", "capacity_formula_mAh_g", "capacity_redox_mAh_g"]
 
 
 def candidate(cid: str, composition: Composition | str | None = None, structure: Structure | None = None) -> Candidate:
@@ -81,6 +83,85 @@ def test_capacity_ignores_oxidation_states():
     assert capacity_mAh_g(decorated) == pytest.approx(F / (3.6 * (LI + CO + 2 * O)))
 
 
+# --- capacity bounded by redox ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "formula, molar_mass, expected",
+    [
+        ("LiFePO4", LI + FE + P + 4 * O, 169.9),  # Fe2+ -> Fe3+: one electron, one Li
+        ("LiCoO2", LI + CO + 2 * O, 273.8),  # Co3+ -> Co4+
+        ("LiMn2O4", LI + 2 * MN + 4 * O, 148.2),  # Mn3.5+ -> Mn4+: 2 x 0.5 electrons
+    ],
+)
+def test_redox_capacity_of_known_cathodes_equals_the_formula_count(formula, molar_mass, expected):
+    got = redox_capacity_mAh_g(Composition(formula), "Li")
+    assert got == pytest.approx(F / (3.6 * molar_mass), rel=1e-9)
+    assert abs(got - expected) < 0.05
+
+
+def test_lnmo_capacity_follows_ni_not_mn():
+    # LiNi0.5Mn1.5O4: Mn is 4+ already; Ni2+ -> Ni4+ gives 0.5 x 2 = 1 electron, so one Li: 146.7 mAh/g
+    m = LI + 0.5 * NI + 1.5 * MN + 4 * O  # 182.62 g/mol
+    got = redox_capacity_mAh_g(Composition("LiNi0.5Mn1.5O4"), "Li")
+    assert got == pytest.approx(F / (3.6 * m), rel=1e-9)
+    assert got == pytest.approx(146.7, abs=0.05)
+
+
+def test_redox_capacity_of_nmc811():
+    # Li(Ni0.8Mn0.1Co0.1)O2: Mn4+, Co3+, Ni2.875+; headroom 0.8 x 1.125 + 0.1 = 1.0 electron, one Li
+    m = LI + 0.8 * NI + 0.1 * MN + 0.1 * CO + 2 * O
+    assert redox_capacity_mAh_g(Composition("LiNi0.8Mn0.1Co0.1O2"), "Li") == pytest.approx(F / (3.6 * m), rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    "formula, ion, electrons, molar_mass",
+    [
+        ("Li2FeSiO4", "Li", 1, 2 * LI + FE + SI + 4 * O),  # Fe2+ -> Fe3+ frees one of the two Li: 165.6 not 331.3
+        ("Li2MnO3", "Li", 0, 2 * LI + MN + 3 * O),  # Mn4+ cannot be oxidised: 0, not 458.9
+        ("LiFeO2", "Li", 0, LI + FE + 2 * O),  # Fe3+ is Fe's highest accessible state
+        ("MgFeSiO4", "Mg", 1, MG + FE + SI + 4 * O),  # one electron frees half an Mg2+
+        ("MgMn2O4", "Mg", 2, MG + 2 * MN + 4 * O),  # two Mn3+ -> Mn4+ free one Mg2+ (270.5, as the formula)
+        ("Li2S", "Li", 0, 2 * LI + 32.065),  # anion (S2-/S) redox is not counted
+    ],
+)
+def test_redox_capacity_is_bounded_by_the_electrons_available(formula, ion, electrons, molar_mass):
+    got = redox_capacity_mAh_g(Composition(formula), ion)
+    assert got == pytest.approx(electrons * F / (3.6 * molar_mass), rel=1e-9, abs=1e-12)
+    assert got <= capacity_mAh_g(Composition(formula), ion) + 1e-9
+
+
+def test_redox_capacity_without_charge_balance_is_nan():
+    # LiFeO3 would need Fe5+; there is no charge-balanced assignment within Fe2+/Fe3+
+    assert math.isnan(redox_capacity_mAh_g(Composition("LiFeO3"), "Li"))
+    assert capacity_mAh_g(Composition("LiFeO3"), "Li") > 0
+
+
+def test_capacity_mode_chooses_the_capacity_column():
+    cands = [candidate("lmo", "Li2MnO3"), candidate("lfp", "LiFePO4")]
+    redox, _, notes = compute_properties(cands, PropertiesConfig(calculators=["capacity"], capacity_mode="redox"))
+    formula, _, _ = compute_properties(cands, PropertiesConfig(calculators=["capacity"], capacity_mode="formula"))
+    assert list(redox.columns) == CAPACITY_COLUMNS
+    assert redox.loc["lmo", "capacity_mAh_g"] == 0.0
+    assert formula.loc["lmo", "capacity_mAh_g"] == pytest.approx(2 * F / (3.6 * (2 * LI + MN + 3 * O)))
+    for frame in (redox, formula):  # both explicit columns whatever the mode; LiFePO4 the same either way
+        assert frame.loc["lmo", "capacity_redox_mAh_g"] == 0.0
+        assert frame.loc["lmo", "capacity_formula_mAh_g"] == pytest.approx(458.86, abs=0.01)
+        assert frame.loc["lfp", "capacity_mAh_g"] == pytest.approx(169.9, abs=0.05)
+    assert any("capacity_mAh_g is 0 for 1 candidate: no redox-active cation" in n and "lmo" in n for n in notes)
+
+
+def test_volumetric_capacity_needs_a_structure(licoo2):
+    frame, _, notes = compute_properties(
+        [candidate("lco", structure=licoo2), candidate("lfp", "LiFePO4")], PropertiesConfig(calculators=["capacity"])
+    )
+    volume_cm3 = math.sqrt(3) / 2 * 2.816**2 * 14.05 * 1e-24
+    density = 3 * (LI + CO + 2 * O) / (N_A * volume_cm3)
+    assert frame.loc["lco", "capacity_mAh_cm3"] == pytest.approx(F / (3.6 * (LI + CO + 2 * O)) * density, rel=1e-6)
+    assert math.isnan(frame.loc["lfp", "capacity_mAh_cm3"])
+    assert any("capacity_mAh_cm3 is missing for 1 candidate: no structure" in n for n in notes)
+
+
 # --- density -------------------------------------------------------------------------------------------
 
 
@@ -134,13 +215,14 @@ def test_compute_properties_frame(licoo2, nacl):
     frame, failures, notes = compute_properties(cands, PropertiesConfig())
     assert failures == []
     assert list(frame.index) == ["lco", "lfp", "nacl"] and frame.index.name == "id"
-    assert list(frame.columns) == ["density_g_cm3", "capacity_mAh_g", "cost_usd_kg"]
+    assert list(frame.columns) == ["density_g_cm3", *CAPACITY_COLUMNS, "cost_usd_kg"]
     # a structure candidate gets the capacity of its composition (Li3Co3O6 = LiCoO2)
     assert frame.loc["lco", "capacity_mAh_g"] == pytest.approx(F / (3.6 * (LI + CO + 2 * O)))
     assert frame.loc["lfp", "capacity_mAh_g"] == pytest.approx(169.9, abs=0.05)
     assert frame.loc["nacl", "capacity_mAh_g"] == 0.0
     assert math.isnan(frame.loc["lfp", "density_g_cm3"])
     assert frame["cost_usd_kg"].notna().all()
+    assert frame["capacity_mAh_g"].equals(frame["capacity_redox_mAh_g"])  # redox is the default mode
     assert any("density_g_cm3 is missing for 1 candidate: no structure" in n and "lfp" in n for n in notes)
     assert any("capacity_mAh_g is 0 for 1 candidate: no Li" in n for n in notes)
     assert any("packaged element-facts" in n for n in notes)
@@ -180,12 +262,12 @@ def test_compute_properties_isolates_a_failing_candidate():
 def test_compute_properties_runs_only_the_configured_calculators():
     cfg = PropertiesConfig(working_ion="Na", calculators=["capacity"])
     frame, failures, notes = compute_properties([candidate("nfp", "NaFePO4")], cfg)
-    assert list(frame.columns) == ["capacity_mAh_g"]
+    assert list(frame.columns) == CAPACITY_COLUMNS
     assert frame.loc["nfp", "capacity_mAh_g"] == pytest.approx(F / (3.6 * (NA + FE + P + 4 * O)))
     assert not any("price" in n for n in notes)  # no element table was needed
 
 
 def test_compute_properties_with_no_candidates():
     frame, failures, notes = compute_properties([], PropertiesConfig())
-    assert frame.empty and list(frame.columns) == ["density_g_cm3", "capacity_mAh_g", "cost_usd_kg"]
+    assert frame.empty and list(frame.columns) == ["density_g_cm3", *CAPACITY_COLUMNS, "cost_usd_kg"]
     assert failures == []

@@ -99,6 +99,47 @@ def test_crowding_distance_per_front():
     assert cd[2] == pytest.approx(0.75 + 0.5)
 
 
+def brute_force_crowding(values: np.ndarray, ranks: np.ndarray) -> np.ndarray:
+    """Textbook NSGA-II crowding distance (Deb et al. 2002), one row at a time: per objective, sort the
+    front, give the two extremes infinity and every other row the gap between its neighbours over the
+    front's range."""
+    out = np.zeros(len(values))
+    for front in set(ranks.tolist()):
+        members = [i for i in range(len(values)) if ranks[i] == front]
+        if len(members) <= 2:
+            for i in members:
+                out[i] = math.inf
+            continue
+        for c in range(values.shape[1]):
+            ordered = sorted(members, key=lambda i: values[i, c])
+            lo, hi = values[ordered[0], c], values[ordered[-1], c]
+            out[ordered[0]] = out[ordered[-1]] = math.inf
+            for before, i, after in zip(ordered, ordered[1:], ordered[2:]):
+                out[i] += (values[after, c] - values[before, c]) / (hi - lo)
+    return out
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("k", [2, 3])
+def test_crowding_distance_matches_brute_force_on_random_data(seed, k):
+    rng = np.random.default_rng(100 + seed)
+    values = rng.normal(size=(120, k))  # continuous: no ties, so the sort order is unambiguous
+    maximise = list(rng.random(k) < 0.5)
+    ranks = pareto_ranks(values, maximise)
+    assert len(set(ranks.tolist())) > 3  # several fronts, some with more than two rows
+    np.testing.assert_allclose(crowding_distance(values, ranks), brute_force_crowding(values, ranks))
+
+
+def test_rank_writes_the_crowding_distance_of_each_front():
+    rng = np.random.default_rng(7)
+    table = pd.DataFrame({"id": [f"m{i:02d}" for i in range(40)], "a": rng.normal(size=40), "b": rng.normal(size=40)})
+    cfg = RankingConfig(objectives=[Objective(column="a", direction="max"), Objective(column="b", direction="min")])
+    ranked, _ = rank(table, cfg)
+    values = ranked[["a", "b"]].to_numpy()
+    expected = brute_force_crowding(values, ranked["pareto_rank"].to_numpy())
+    np.testing.assert_allclose(ranked["crowding_distance"].to_numpy(), expected)
+
+
 # --- constraints ----------------------------------------------------------------------------------
 
 
@@ -224,7 +265,7 @@ def test_rank_orders_by_score_then_pareto_then_id():
     assert ranked["rank"].tolist() == [1, 2, 3, 4]
     assert list(ranked.columns[:1]) == ["rank"]
     assert ranked["pareto_rank"].tolist() == [1, 2, 2, 2]
-    assert summary == {"rows_in": 5, "rows_kept": 4, "removed": {"h <= 0.5": 1}}
+    assert summary == {"rows_in": 5, "rows_kept": 4, "removed": {"h <= 0.5": 1}, "skipped": [], "objectives": ["cap", "cost"]}
 
 
 def test_rank_breaks_equal_scores_by_pareto_rank():
@@ -265,5 +306,5 @@ def test_rank_with_everything_removed():
         constraints=[Constraint(column="cap", min=10)], objectives=[Objective(column="cap", direction="max")]
     )
     ranked, summary = rank(pd.DataFrame({"id": ["a", "b"], "cap": [1.0, 2.0]}), cfg)
-    assert len(ranked) == 0 and {"rank", "score", "pareto_rank"} <= set(ranked.columns)
+    assert len(ranked) == 0 and {"rank", "score", "pareto_rank", "crowding_distance"} <= set(ranked.columns)
     assert summary["rows_kept"] == 0

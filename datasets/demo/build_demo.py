@@ -44,6 +44,8 @@ from pymatgen.io.cif import CifWriter
 from pymatgen.io.vasp import Poscar
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
+from mi.candidates.generate.crystal import Bond, check_bonds  # shared with the prototype library
+
 HERE = Path(__file__).resolve().parent
 STRUCTURES_DIR = "structures"
 FORMULAS_CSV = "formulas.csv"
@@ -54,17 +56,6 @@ DECIMALS = 10  # lattice and coordinates are rounded to this many decimals befor
 
 class DemoBuildError(RuntimeError):
     """One or more demo structures failed their checks."""
-
-
-@dataclass(frozen=True)
-class Bond:
-    """Each `center` site must have its `cn` nearest `ligand` neighbours within [lo, hi] Angstrom."""
-
-    center: str
-    ligand: str
-    cn: int
-    lo: float
-    hi: float
 
 
 @dataclass(frozen=True)
@@ -460,14 +451,6 @@ def make_structure(entry: Entry) -> Structure:
     return Structure(Lattice(_clean(raw.lattice.matrix)), [site.specie for site in raw], frac)
 
 
-def _shell(structure: Structure, index: int, ligand: str, cn: int) -> list[float]:
-    for cutoff in (3.5, 5.0, 7.0):
-        d = sorted(n.nn_distance for n in structure.get_neighbors(structure[index], cutoff) if n.specie.symbol == ligand)
-        if len(d) >= cn:
-            return d[:cn]
-    return d
-
-
 def check_structure(entry: Entry, structure: Structure) -> Result:
     comp = structure.composition
     sga = SpacegroupAnalyzer(structure, symprec=SYMPREC)
@@ -497,22 +480,9 @@ def check_structure(entry: Entry, structure: Structure) -> Result:
     rel = abs(res.density - entry.ref_density) / entry.ref_density
     if rel > entry.density_tol:
         p.append(f"density {res.density:.3f} g/cm3 vs reference {entry.ref_density} ({rel:.1%} > {entry.density_tol:.0%})")
-    for bond in entry.bonds:
-        dists: list[float] = []
-        centers = [i for i, s in enumerate(structure) if s.specie.symbol == bond.center]
-        if not centers:
-            p.append(f"no {bond.center} sites for bond check {bond.center}-{bond.ligand}")
-            continue
-        for i in centers:
-            shell = _shell(structure, i, bond.ligand, bond.cn)
-            if len(shell) < bond.cn:
-                p.append(f"{bond.center} site {i} has only {len(shell)} {bond.ligand} neighbours, expected {bond.cn}")
-            dists.extend(shell)
-        if dists:
-            lo, hi = min(dists), max(dists)
-            res.bond_ranges[f"{bond.center}-{bond.ligand}"] = (lo, hi)
-            if lo < bond.lo or hi > bond.hi:
-                p.append(f"{bond.center}-{bond.ligand} {lo:.3f}-{hi:.3f} A outside [{bond.lo}, {bond.hi}]")
+    ranges, bond_problems = check_bonds(structure, entry.bonds)
+    res.bond_ranges.update(ranges)
+    p.extend(bond_problems)
     return res
 
 

@@ -29,7 +29,7 @@ from sklearn.model_selection import GroupKFold
 
 from mi.config import load_train_config
 from mi.models.datasets import load_dataset
-from mi.models.train import featurize_formulas, fit_surrogate
+from mi.models.train import featurize_formulas, train as train_model
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = ROOT / "configs" / "default_model.yaml"
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides = ["train.device=cpu"]
     trees = args.trees
     if args.quick:
-        overrides += ["train.ensemble_size=2", "train.epochs=60", "train.patience=15"]
+        overrides += ["train.model.ensemble_size=2", "train.epochs=60", "train.patience=15"]
         trees = min(trees, 100)
     cfg = load_train_config(args.config, overrides).train
     if args.threads:
@@ -59,17 +59,18 @@ def main(argv: list[str] | None = None) -> int:
 
     dataset = load_dataset(cfg.dataset)
     (target,) = dataset.targets
-    features, failures = featurize_formulas(dataset.frame["formula"].tolist(), cfg.feature_sets)
-    frame = dataset.frame.loc[features.index]
+    features, failures = featurize_formulas(dataset.frame["formula"].tolist(), cfg.model.feature_sets)
+    dataset = dataset.subset(features.index.to_numpy())
+    frame = dataset.frame
     y = frame[target].to_numpy(dtype=float)
     x = features.to_numpy(dtype=float)
     groups = np.array([Composition(f).reduced_formula for f in frame["formula"]])
     print(
         f"{len(y)} compounds ({len(failures)} not featurizable), {x.shape[1]} features "
-        f"({', '.join(cfg.feature_sets)}), {args.folds}-fold CV grouped by reduced formula, seed {args.seed}"
+        f"({', '.join(cfg.model.feature_sets)}), {args.folds}-fold CV grouped by reduced formula, seed {args.seed}"
     )
     print(
-        f"ours: {cfg.ensemble_size} x MLP {cfg.hidden}, <= {cfg.epochs} epochs; RF: {trees} trees; "
+        f"ours: {cfg.model.ensemble_size} x MLP {cfg.model.hidden}, <= {cfg.epochs} epochs; RF: {trees} trees; "
         f"target {target} [{dataset.units[target]}]"
     )
 
@@ -79,11 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     for k, (train, test) in enumerate(folds.split(x, y, groups)):
         started = time.perf_counter()
         fold_cfg = cfg.model_copy(update={"seed": args.seed + k})
-        surrogate, _ = fit_surrogate(
-            fold_cfg, features.iloc[train], frame[[target]].iloc[train].set_axis(features.index[train]),
-            dataset.units, groups=groups[train], progress=False,
-        )
-        prediction = surrogate.predict(features.iloc[test])
+        surrogate, _ = train_model(fold_cfg, dataset.subset(train), progress=False)
+        prediction = surrogate.predict(features.iloc[test].set_axis(frame.index[test]))
         seconds["ours"] += time.perf_counter() - started
         error = np.abs(prediction[target].to_numpy() - y[test])
         std = prediction[f"{target}_std"].to_numpy()
@@ -107,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"{'model':<34} {'MAE [' + unit + ']':>22} {'train+predict s':>16}")
     rows = [
-        (f"ours ({cfg.ensemble_size} x MLP {cfg.hidden})", "ours", f"{seconds['ours']:.0f}"),
+        (f"ours ({cfg.model.ensemble_size} x MLP {cfg.model.hidden})", "ours", f"{seconds['ours']:.0f}"),
         (f"RandomForest ({trees} trees)", "rf", f"{seconds['rf']:.0f}"),
         ("training-fold mean", "mean", "-"),
     ]

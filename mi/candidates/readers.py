@@ -1,8 +1,10 @@
 """Read candidates from files, folders, globs and databases.
 
 Supported: CIF (every data block is a record), VASP POSCAR/CONTCAR, extended XYZ (every frame),
-pymatgen JSON (a Structure dict, a list of them, or a mapping id -> Structure dict), ASE databases
-(``.db``, every row) and formula-only CSVs (composition screening: the structure stays None).
+pymatgen JSON (a Structure dict, a list of them, or a mapping id -> Structure dict), JSON lines (``.jsonl``,
+one candidate per line, as `mi generate` writes its shards), ASE databases (``.db``, every row) and
+formula-only CSVs (composition screening: the structure stays None). ``candidates.generate`` adds the
+candidates of a generator (`mi.candidates.generate`) without files.
 
 Ids are stable and come from the source: the file stem for single-record files, ``<stem>:<record>``
 otherwise, or the CSV ``id`` column / database ``id``/``name`` key where present. An entry that cannot be
@@ -27,7 +29,7 @@ from mi.candidates.validate import composition_problem, structure_problem
 from mi.config import CandidatesConfig
 from mi.errors import InputError
 
-STRUCTURE_SUFFIXES = {".cif", ".mcif", ".vasp", ".poscar", ".xyz", ".extxyz", ".json", ".db"}
+STRUCTURE_SUFFIXES = {".cif", ".mcif", ".vasp", ".poscar", ".xyz", ".extxyz", ".json", ".jsonl", ".db"}
 TABLE_SUFFIXES = {".csv"}
 
 
@@ -48,6 +50,7 @@ def file_kind(path: Path) -> str | None:
         ".xyz": "extxyz",
         ".extxyz": "extxyz",
         ".json": "json",
+        ".jsonl": "jsonl",
         ".db": "ase_db",
         ".csv": "csv",
     }.get(suffix)
@@ -153,6 +156,23 @@ def _iter_json(path: Path, stem: str):
             yield record, candidate_id, _BadRecord(_reason(exc))
 
 
+def _iter_jsonl(path: Path, stem: str):
+    from mi.candidates.generate.shards import record_item
+
+    with open(path, encoding="utf-8") as fh:  # line by line: shards can be large
+        for n, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            record, candidate_id = f"line {n}", f"{stem}:{n}"
+            try:
+                data = json.loads(line)
+                if isinstance(data, dict) and data.get("id") not in (None, ""):
+                    candidate_id = str(data["id"])
+                yield record, candidate_id, record_item(data)
+            except Exception as exc:  # noqa: BLE001 - one bad line must not stop the others
+                yield record, candidate_id, _BadRecord(_reason(exc))
+
+
 def _iter_ase_db(path: Path, stem: str):
     import ase.db
     from pymatgen.io.ase import AseAtomsAdaptor
@@ -216,6 +236,7 @@ def iter_file(path: Path, cfg: CandidatesConfig) -> Iterator[Candidate | Failure
         "poscar": lambda: _iter_poscar(path, stem),
         "extxyz": lambda: _iter_extxyz(path, stem),
         "json": lambda: _iter_json(path, stem),
+        "jsonl": lambda: _iter_jsonl(path, stem),
         "ase_db": lambda: _iter_ase_db(path, stem),
         "csv": lambda: _iter_csv(path, stem, cfg.formula_column, cfg.id_column),
     }[kind]
@@ -266,8 +287,11 @@ def read_candidates(
     candidates: list[Candidate] = []
     failures: list[Failure] = []
     first_seen: dict[str, Candidate] = {}
-    for path in files:
-        for item in iter_file(path, cfg):
+    streams = [iter_file(path, cfg) for path in files]
+    if cfg.generate is not None:
+        streams.append(iter_generated(cfg, resolve))
+    for stream in streams:
+        for item in stream:
             if isinstance(item, Candidate) and item.id in first_seen:
                 first = first_seen[item.id]
                 item = Failure(
@@ -288,6 +312,24 @@ def read_candidates(
     return candidates, failures
 
 
+def generator_config(cfg: CandidatesConfig, resolve: Callable[[str], Path]):
+    """The `GenerateConfig` of ``candidates.generate``: inline, or the ``generate`` section of a config file."""
+    from mi.config import load_generate_config
+
+    if cfg.generate is None or not isinstance(cfg.generate, str):
+        return cfg.generate
+    return load_generate_config(resolve(cfg.generate)).generate
+
+
+def iter_generated(cfg: CandidatesConfig, resolve: Callable[[str], Path]) -> Iterator[Candidate | Failure]:
+    """The candidates of ``candidates.generate``, validated like read ones (source ``generate:<family>``)."""
+    from mi.candidates.generate import generate
+
+    for g in generate(generator_config(cfg, resolve)):
+        item = g.structure if g.structure is not None else g.composition
+        yield _make_candidate(f"generate:{g.family}", "", g.id, item, cfg)
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -296,4 +338,13 @@ def sha256_file(path: Path) -> str:
     return "sha256:" + h.hexdigest()
 
 
-__all__ = ["expand_sources", "iter_file", "read_candidates", "sha256_file", "file_kind", "display_path"]
+__all__ = [
+    "expand_sources",
+    "iter_file",
+    "iter_generated",
+    "generator_config",
+    "read_candidates",
+    "sha256_file",
+    "file_kind",
+    "display_path",
+]

@@ -1,4 +1,4 @@
-"""Data packaged with mi: the element facts behind cost (and later supply-risk and CO2) figures.
+"""Data packaged with mi: the element facts behind cost, supply-risk, CO2 and circularity figures.
 
 The packaged table is versioned (`ELEMENT_FACTS_VERSION`) and cited (``SOURCES.md`` next to it, with how
 it was built by ``build_element_facts.py``). A user's CSV replaces it through ``properties.element_table``.
@@ -15,7 +15,7 @@ import pandas as pd
 
 from mi.errors import InputError
 
-ELEMENT_FACTS_VERSION = "2026.11"
+ELEMENT_FACTS_VERSION = "2026.11.1"
 PACKAGED_ELEMENT_FACTS = "element_facts.csv"
 
 REQUIRED_COLUMNS = ("element", "price_usd_per_kg")
@@ -25,6 +25,8 @@ NUMERIC_COLUMNS = {
     "top_mine_share_pct": (0.0, 100.0),
     "china_refining_share_pct": (0.0, 100.0),
     "co2_kg_per_kg": (0.0, math.inf),
+    "hhi_production": (0.0, 10000.0),
+    "hhi_reserve": (0.0, 10000.0),
 }
 MISSING_MARKERS = frozenset({"", "na", "n/a", "nan", "none"})
 

@@ -1,4 +1,4 @@
-"""Rebuild the packaged element table, ``mi/data/element_facts.csv``, from its two sources.
+"""Rebuild the packaged element table, ``mi/data/element_facts.csv``, from its three sources.
 
     python -m mi.data.build_element_facts                 # writes mi/data/element_facts.csv
     python -m mi.data.build_element_facts --check         # exit 1 if the packaged file is out of date
@@ -12,6 +12,9 @@ Sources (ids as in SOURCES.md):
 * pymatgen's ``costdb_elements.csv`` (S8): fills the price where the reference has none, and adds a
   price-only row for each element the reference does not list. Such prices carry ``price_source=S8`` and
   the year and source named in that file's own citation.
+* pymatgen's ``hhi_data.csv`` (S9, Gaultois et al. 2013): production and reserve Herfindahl-Hirschman
+  indices (0-10000) per element, copied unchanged into ``hhi_production`` and ``hhi_reserve``; ``S9`` is
+  added to the row's ``source_ids``. An element it lists twice with the same numbers (Bi) is taken once.
 
 Choices, applied deterministically:
 
@@ -20,7 +23,7 @@ Choices, applied deterministically:
 * pymatgen's Ne price (660000 $/kg) cites a page about neptunium, so it is not used: Ne has no price;
 * rows are ordered by atomic number; blanks stay blank (unknown, never zero).
 
-The output depends only on the two input files, so the same inputs give the same bytes.
+The output depends only on the three input files, so the same inputs give the same bytes.
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ COLUMNS = (
     "eu_crm_2023",
     "us_critical_2022",
     "co2_kg_per_kg",
+    "hhi_production",
+    "hhi_reserve",
     "source_ids",
     "notes",
 )
@@ -65,6 +70,7 @@ COSTDB_EXCLUDED = {
 
 REFERENCE_PRICE_SOURCE = "S1"  # every price in the reference is from USGS MCS 2026
 COSTDB_SOURCE = "S8"
+HHI_SOURCE = "S9"
 
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_REFERENCE = _REPO_ROOT.parent / "shared" / "reference"
@@ -76,6 +82,13 @@ def default_costdb() -> Path:
     import pymatgen.analysis.cost as cost
 
     return Path(cost.__file__).with_name("costdb_elements.csv")
+
+
+def default_hhi() -> Path:
+    """pymatgen's HHI table, next to ``pymatgen.analysis.hhi`` (a module or a package)."""
+    import pymatgen.analysis.hhi as hhi
+
+    return Path(hhi.__file__).with_name("hhi_data.csv")
 
 
 def _atomic_number(symbol: str) -> int:
@@ -107,10 +120,29 @@ def read_costdb(path: Path) -> dict[str, dict[str, str]]:
     return out
 
 
+def read_hhi(path: Path) -> dict[str, tuple[str, str]]:
+    """symbol -> (HHI_production, HHI_reserve) as text; ``#`` lines are comments."""
+    out: dict[str, tuple[str, str]] = {}
+    with open(path, newline="", encoding="utf-8") as f:
+        for line_no, row in enumerate(csv.reader(f), start=1):
+            if not row or row[0].lstrip().startswith("#"):
+                continue
+            if len(row) != 3:
+                raise ValueError(f"{path}: line {line_no}: expected 3 fields, got {len(row)}")
+            symbol, production, reserve = (field.strip() for field in row)
+            for value in (production, reserve):
+                if not 0 <= float(value) <= 10000:  # a non-number stops the build too
+                    raise ValueError(f"{path}: line {line_no}: HHI {value} is outside [0, 10000]")
+            if symbol in out and out[symbol] != (production, reserve):
+                raise ValueError(f"{path}: line {line_no}: {symbol} appears twice with different numbers")
+            out[symbol] = (production, reserve)
+    return out
+
+
 def read_reference(path: Path) -> list[dict[str, str]]:
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
-        needed = set(COLUMNS) - {"price_source"}  # price_source is added here
+        needed = set(COLUMNS) - {"price_source", "hhi_production", "hhi_reserve"}  # added here
         absent = needed - set(reader.fieldnames or ())
         if absent:
             raise ValueError(f"{path}: missing columns {sorted(absent)}")
@@ -136,8 +168,9 @@ def _costdb_price(row: dict[str, str], entry: dict[str, str]) -> None:
     row["source_ids"] = _add_source(row["source_ids"], COSTDB_SOURCE)
 
 
-def build_rows(reference_csv: Path, costdb_csv: Path) -> list[dict[str, str]]:
+def build_rows(reference_csv: Path, costdb_csv: Path, hhi_csv: Path | None = None) -> list[dict[str, str]]:
     costdb = read_costdb(costdb_csv)
+    hhi = read_hhi(hhi_csv if hhi_csv is not None else default_hhi())
     rows: dict[str, dict[str, str]] = {}
     for ref in read_reference(reference_csv):
         name = ref["element"]
@@ -172,6 +205,15 @@ def build_rows(reference_csv: Path, costdb_csv: Path) -> list[dict[str, str]]:
             row["notes"] = f"not in the reference table: price only, from {COSTDB_SOURCE}"
         rows[symbol] = row
 
+    for symbol, (production, reserve) in hhi.items():
+        _atomic_number(symbol)
+        if symbol not in rows:
+            rows[symbol] = dict.fromkeys(COLUMNS, "")
+            rows[symbol].update(element=symbol, notes=f"not in the reference table: HHI only, from {HHI_SOURCE}")
+        row = rows[symbol]
+        row["hhi_production"], row["hhi_reserve"] = production, reserve
+        row["source_ids"] = _add_source(row["source_ids"], HHI_SOURCE)
+
     return [rows[s] for s in sorted(rows, key=_atomic_number)]
 
 
@@ -187,18 +229,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mi.data.build_element_facts", description=__doc__.split("\n")[0])
     parser.add_argument("--reference", type=Path, default=DEFAULT_REFERENCE, help="folder with element_facts.csv")
     parser.add_argument("--costdb", type=Path, default=None, help="pymatgen's costdb_elements.csv")
+    parser.add_argument("--hhi", type=Path, default=None, help="pymatgen's hhi_data.csv")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="the CSV to write (or to check)")
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if --out differs")
     args = parser.parse_args(argv)
 
     reference_csv = args.reference / "element_facts.csv"
     costdb_csv = args.costdb or default_costdb()
-    for path in (reference_csv, costdb_csv):
+    hhi_csv = args.hhi or default_hhi()
+    for path in (reference_csv, costdb_csv, hhi_csv):
         if not path.is_file():
             print(f"error: {path}: not found", file=sys.stderr)
             return 2
     try:
-        text = render(build_rows(reference_csv, costdb_csv))
+        text = render(build_rows(reference_csv, costdb_csv, hhi_csv))
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -6,6 +6,8 @@ Layout of ``<out_dir>/<name>/<run-id>/``::
     ranked.csv      ranked candidates (ranked.json: the same as a list of records)
     failures.csv    id,file,record,stage,reason (header only when nothing failed)
     top/            <rank>_<id>.cif for the top-k candidates that have a structure
+    report.html     the run as one self-contained page (mi.export.report)
+    passport/       <id>.json, a passport-style record per top-k candidate (mi.export.passport)
     manifest.json   versions, hashes, times and counts
 """
 
@@ -34,8 +36,9 @@ from mi.errors import MiError
 from mi.export.atomic import atomic_write_csv, atomic_write_json, atomic_write_text
 
 MANIFEST_VERSION = 1
-RUN_FILES = ("config.yaml", "ranked.csv", "ranked.json", "failures.csv", "manifest.json")
+RUN_FILES = ("config.yaml", "ranked.csv", "ranked.json", "failures.csv", "manifest.json", "report.html")
 TOP_DIR = "top"
+PASSPORT_DIR = "passport"
 LEADING_COLUMNS = ("rank", "id", "formula", "source")
 TRAILING_COLUMNS = ("score", "pareto_rank")
 PACKAGES = ("numpy", "pandas", "torch", "pymatgen", "ase", "scikit-learn", "pydantic")
@@ -84,8 +87,8 @@ def prepare_out_dir(path: str | Path) -> Path:
     """The folder given with ``--out``: created if missing, reused if empty or an earlier mi run.
 
     Any other non-empty folder is refused. When an earlier run is reused, its mi outputs (the files in
-    `RUN_FILES` and ``top/*.cif``) are removed first so that nothing stale survives next to the new
-    run; other files are left alone.
+    `RUN_FILES`, ``top/*.cif`` and ``passport/*.json``) are removed first so that nothing stale survives
+    next to the new run; other files are left alone.
     """
     path = Path(path).expanduser()
     if path.exists() and not path.is_dir():
@@ -98,10 +101,10 @@ def prepare_out_dir(path: str | Path) -> Path:
             )
         for name in RUN_FILES:
             (path / name).unlink(missing_ok=True)
-        top = path / TOP_DIR
-        if top.is_dir():
-            for cif in top.glob("*.cif"):
-                cif.unlink()
+        for folder, pattern in ((TOP_DIR, "*.cif"), (PASSPORT_DIR, "*.json")):
+            if (path / folder).is_dir():
+                for stale in (path / folder).glob(pattern):
+                    stale.unlink()
     path.mkdir(parents=True, exist_ok=True)
     return path
 

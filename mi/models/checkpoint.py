@@ -1,20 +1,23 @@
 """One-file surrogate checkpoints: plain types and CPU tensors, loadable with ``weights_only=True``.
 
-Layout (format version 1)::
+Layout (format version 2)::
 
     {
       "format": "mi.surrogate",       # tells a checkpoint of ours from any other torch file
-      "format_version": 1,
-      "model_config": {...},          # EnsembleMLP(**model_config)
+      "format_version": 2,
+      "model_kind": "mlp",            # mlp | element_attention | cgcnn (mi.models.nets)
+      "model_config": {...},          # <class of model_kind>(**model_config)
       "state_dict": {...},            # weights and the normaliser buffers, CPU tensors
-      "feature_sets": [{"name": "composition", "version": 1}, ...],
+      "featurizer": {...},            # what the model reads: {"inputs": "features" | "composition" | "graph", ...}
+      "feature_sets": [{"name": "composition", "version": 1}, ...],   # descriptor models; [] otherwise
       "feature_names": [...],
       "targets": [{"name": "formation_enthalpy_eV_atom", "unit": "eV/atom"}, ...],
-      "training": {...},              # dataset + provenance, data hash and size, recipe, metrics
+      "training": {...},              # dataset + provenance, data hash and size, recipe, split, metrics
       "versions": {"mi": ..., "torch": ..., "pymatgen": ..., "python": ...},
       "created_utc": "2025-01-01T00:00:00Z",
     }
 
+Version 1 (an `EnsembleMLP` without ``model_kind`` or ``featurizer``; the embedded default) is still read.
 ``builtin:<name>`` names a checkpoint shipped in ``mi/models/builtin/<name>.pt``.
 """
 
@@ -36,10 +39,11 @@ import torch
 import mi
 from mi.errors import CheckpointError
 from mi.features import FEATURE_SETS
-from mi.models.surrogate import EnsembleMLP, Surrogate, SurrogateSpec
+from mi.models.surrogate import Surrogate, SurrogateSpec
 
 FORMAT = "mi.surrogate"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # 1: descriptor MLPs only, read as model_kind "mlp"
 BUILTIN_PREFIX = "builtin:"
 _REQUIRED = ("model_config", "state_dict", "feature_sets", "feature_names", "targets", "training")
 
@@ -82,8 +86,10 @@ def checkpoint_payload(surrogate: Surrogate) -> dict[str, Any]:
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
+        "model_kind": surrogate.module.kind,
         "model_config": surrogate.module.config(),
         "state_dict": {k: v.detach().cpu().clone() for k, v in surrogate.module.state_dict().items()},
+        "featurizer": surrogate.module.featurizer(),
         "feature_sets": [{"name": n, "version": int(v)} for n, v in spec.feature_sets.items()],
         "feature_names": list(spec.feature_names),
         "targets": [{"name": t, "unit": spec.units.get(t, "")} for t in spec.targets],
@@ -168,15 +174,19 @@ def _read(path_or_name: str | Path) -> tuple[str, Path, dict[str, Any], str, int
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{label}: not an mi surrogate checkpoint (no '{FORMAT}' format marker)")
     found = payload.get("format_version")
-    if found != FORMAT_VERSION:
+    if found not in READABLE_VERSIONS:
         raise CheckpointError(
             f"{label}: checkpoint format version {found!r}, but this mi ({mi.__version__}) reads version "
-            f"{FORMAT_VERSION}; retrain it with this mi or use the mi version that wrote it "
-            f"({payload.get('versions', {}).get('mi', 'unknown')})"
+            f"{FORMAT_VERSION} (and {', '.join(map(str, READABLE_VERSIONS[:-1]))}); retrain it with this mi or "
+            f"use the mi version that wrote it ({payload.get('versions', {}).get('mi', 'unknown')})"
         )
     absent = [key for key in _REQUIRED if key not in payload]
+    if found >= 2 and "model_kind" not in payload:
+        absent.append("model_kind")
     if absent:
         raise CheckpointError(f"{label}: checkpoint lacks {', '.join(absent)}")
+    if found == 1:  # version 1 held descriptor MLPs only
+        payload = {**payload, "model_kind": "mlp", "featurizer": {"inputs": "features"}}
     return label, path, payload, digest, size
 
 
@@ -197,16 +207,25 @@ def load_checkpoint(path_or_name: str | Path) -> Surrogate:
     """A `Surrogate` on the CPU (move it with ``.to(device)``) from a path or ``builtin:<name>``."""
     label, _path, payload, _digest, _size = _read(path_or_name)
     _check_feature_sets(label, payload)
+    from mi.models.nets import model_kinds
+
+    kinds = model_kinds()
+    kind = payload["model_kind"]
+    if kind not in kinds:
+        raise CheckpointError(f"{label}: model kind {kind!r} is unknown to this mi (knows {', '.join(kinds)})")
     try:
-        module = EnsembleMLP(**payload["model_config"])
+        module = kinds[kind](**payload["model_config"])
         module.load_state_dict(payload["state_dict"], strict=True)
-    except (TypeError, RuntimeError, KeyError) as exc:
+    except (TypeError, RuntimeError, KeyError, ValueError) as exc:
         raise CheckpointError(f"{label}: weights do not match the model config: {exc}") from None
     module.eval()
-    if len(payload["feature_names"]) != module.n_features:
+    if module.input_kind == "features" and len(payload["feature_names"]) != module.n_features:
         raise CheckpointError(
             f"{label}: {len(payload['feature_names'])} feature names for a model of {module.n_features} inputs"
         )
+    saved, current = payload.get("featurizer", {}), module.featurizer()
+    if any(saved.get(key) != value for key, value in current.items() if key in saved):
+        raise CheckpointError(f"{label}: trained with featurizer {saved}, this mi builds {current}; retrain the model")
     targets = payload["targets"]
     spec = SurrogateSpec(
         feature_sets={e["name"]: int(e["version"]) for e in payload["feature_sets"]},
@@ -238,6 +257,8 @@ def checkpoint_card(path_or_name: str | Path) -> dict[str, Any]:
             "size_bytes": size,
             "n_parameters": sum(int(t.numel()) for k, t in state.items() if k.startswith("members.")),
             "n_features": len(payload["feature_names"]),
+            "model_kind": payload["model_kind"],
+            "featurizer": payload.get("featurizer", {}),
             "target_stats": target_stats,
         }
     )

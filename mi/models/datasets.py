@@ -1,8 +1,17 @@
-"""Training datasets: tables of formulas with one column per target, plus units and provenance.
+"""Datasets for training and evaluation: formulas (and, where known, structures) with one column per target.
+
+A `Dataset` is a frame with a ``formula`` column and one float column per target (NaN where unknown),
+indexed by row id; ``structures`` holds a pymatgen Structure (or None) per row. Loaders:
 
 * ``pymatgen_exp_formation_enthalpy``: the 2,135 experimental formation enthalpies pymatgen ships in
   ``pymatgen/analysis/compatibility/exp_compounds.json.gz``;
-* ``csv``: a user table named by a `DatasetConfig` (its path resolved by the caller against the config).
+* ``table`` (alias ``csv``): one reader for CSV, JSON, extended XYZ and ASE databases (`read_table`);
+* ``obelix``: OBELiX-format conductivity data (`load_obelix`);
+* ``materials_project``: the Materials Project through ``mp-api`` (`load_materials_project`; the conversion
+  is `mp_docs_to_dataset`, testable offline);
+* ``matbench``: a Matbench task through matminer (`load_matbench`; conversion `matbench_frame_to_dataset`).
+
+Rows that cannot be read become `Failure`s on the dataset (``failures``); the others go on.
 """
 
 from __future__ import annotations
@@ -10,14 +19,19 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import math
+import os
+import warnings
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from pymatgen.core import Composition
+from pymatgen.core import Composition, Structure
 
+from mi.candidates.base import Candidate, Failure, composition_hash, structure_hash
 from mi.config import DatasetConfig
 from mi.errors import ConfigError, InputError
 
@@ -39,18 +53,109 @@ EXP_FORMATION_ENTHALPY_INFO: dict[str, Any] = {
     "units": {EXP_FORMATION_ENTHALPY: "eV/atom"},
 }
 
+OBELIX_TARGET = "log10_conductivity_S_cm"
+OBELIX_CENSORED = 1e-15  # OBELiX's convention for conductivities reported as "<1E-10" or "<1E-8" S/cm
+OBELIX_INFO: dict[str, Any] = {
+    "name": "obelix",
+    "description": "room-temperature ionic conductivity of solid Li-ion conductors, as log10(S/cm)",
+    "license": "CC BY 4.0",
+    "attribution": (
+        "Therrien et al., 'OBELiX: A Curated Dataset of Crystal Structures and Experimentally Measured Ionic "
+        "Conductivities for Lithium Solid-State Electrolytes' (2025)"
+    ),
+    "convention": "conductivities given as '<1E-10' or '<1E-8' S/cm are 1e-15 S/cm (OBELiX's convention)",
+}
+
+# Units of the Materials Project summary fields a model is likely to learn.
+MP_UNITS = {
+    "formation_energy_per_atom": "eV/atom",
+    "energy_above_hull": "eV/atom",
+    "energy_per_atom": "eV/atom",
+    "uncorrected_energy_per_atom": "eV/atom",
+    "band_gap": "eV",
+    "efermi": "eV",
+    "density": "g/cm^3",
+    "volume": "A^3",
+    "total_magnetization": "muB/f.u.",
+}
+
 
 @dataclass(frozen=True)
 class Dataset:
-    """A formula column, one column per target (NaN where unknown), units, and where it came from."""
+    """Formulas, one column per target (NaN where unknown), optional structures, units, provenance."""
 
-    frame: pd.DataFrame
+    frame: pd.DataFrame  # index: row ids; columns: formula, <target>...
     units: dict[str, str]
     info: dict[str, Any] = field(default_factory=dict)
+    structures: tuple[Structure | None, ...] | None = None  # one per row, or None for composition-only data
+    failures: tuple[Failure, ...] = ()
 
     @property
     def targets(self) -> list[str]:
         return [c for c in self.frame.columns if c != "formula"]
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def structure(self, i: int) -> Structure | None:
+        return self.structures[i] if self.structures is not None else None
+
+    def subset(self, rows: Sequence[int] | np.ndarray) -> Dataset:
+        """The rows at these positions (structures, units and info kept)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        structures = tuple(self.structures[i] for i in rows) if self.structures is not None else None
+        return Dataset(self.frame.iloc[rows], dict(self.units), dict(self.info), structures, self.failures)
+
+    def select(self, targets: Sequence[str]) -> Dataset:
+        """Only these target columns (KeyError names the absent ones)."""
+        absent = [t for t in targets if t not in self.frame.columns]
+        if absent:
+            raise InputError(f"the dataset lacks target column(s) {', '.join(absent)} (has: {', '.join(self.targets)})")
+        frame = self.frame[["formula", *targets]]
+        return Dataset(frame, {t: self.units.get(t, "") for t in targets}, dict(self.info), self.structures, self.failures)
+
+    def candidates(self) -> tuple[list[Candidate], list[Failure]]:
+        """A Candidate per readable row (id = the row id), and a Failure per row whose formula does not parse."""
+        out, failures = [], []
+        for i, (row_id, formula) in enumerate(zip(self.frame.index, self.frame["formula"])):
+            structure = self.structure(i)
+            try:
+                composition = structure.composition if structure is not None else Composition(str(formula))
+                if composition.num_atoms <= 0:
+                    raise ValueError("no atoms")
+            except Exception as exc:  # noqa: BLE001 - a bad row is reported, not fatal
+                failures.append(Failure("dataset", str(row_id), "features", f"formula {formula!r}: {exc}", id=str(row_id)))
+                continue
+            digest = structure_hash(structure) if structure is not None else composition_hash(composition)
+            out.append(Candidate(str(row_id), "dataset", str(row_id), composition, structure, digest))
+        return out, failures
+
+
+def _finish(
+    ids: Sequence[str],
+    formulas: Sequence[str],
+    values: dict[str, Sequence[float]],
+    structures: Sequence[Structure | None] | None,
+    units: dict[str, str],
+    info: dict[str, Any],
+    failures: Iterable[Failure] = (),
+) -> Dataset:
+    frame = pd.DataFrame({"formula": [str(f) for f in formulas]}, index=pd.Index([str(i) for i in ids], name="id"))
+    for target, column in values.items():
+        frame[target] = pd.to_numeric(pd.Series(list(column), index=frame.index), errors="coerce").astype(float)
+    if frame.index.has_duplicates:
+        frame.index = pd.Index([str(i) for i in range(len(frame))], name="id")  # ids must identify rows
+    keep_structures = structures is not None and any(s is not None for s in structures)
+    return Dataset(
+        frame,
+        {t: units.get(t, "") for t in values},
+        info,
+        tuple(structures) if keep_structures else None,
+        tuple(failures),
+    )
+
+
+# --- pymatgen's experimental formation enthalpies ---------------------------------------------------
 
 
 def _exp_compounds_path() -> Path:
@@ -81,43 +186,305 @@ def load_exp_formation_enthalpy() -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["formula", EXP_FORMATION_ENTHALPY])
 
 
-def load_csv_dataset(cfg: DatasetConfig, path: str | Path) -> pd.DataFrame:
-    """DataFrame[formula, <target>...] from a CSV; `path` is ``cfg.path`` already resolved by the caller.
+# --- one reader for tables: CSV, JSON, extended XYZ, ASE databases ----------------------------------
 
-    Target columns are renamed from the file's column names (``cfg.targets`` values) to the target names
-    (its keys); empty or non-numeric cells become NaN (a missing target, masked in training).
+TABLE_SUFFIXES = {".csv": "csv", ".json": "json", ".xyz": "extxyz", ".extxyz": "extxyz", ".db": "ase_db"}
+
+
+def _quiet_structure_from_file(path: Path) -> Structure:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pymatgen warns about harmless CIF quirks (rounded occupancies, ...)
+        return Structure.from_file(str(path))
+
+
+def _ase_structure(atoms) -> Structure:
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    if not all(atoms.pbc) or abs(atoms.cell.volume) < 1e-8:
+        raise ValueError("not a periodic crystal (no cell or pbc off)")
+    return AseAtomsAdaptor.get_structure(atoms)
+
+
+def _records_from_file(path: Path, kind: str) -> tuple[list[tuple[str, dict[str, Any], Any]], dict[str, str]]:
+    """(row id, columns, structure-or-None) per record, and units the file declares (JSON only)."""
+    if kind == "csv":
+        table = pd.read_csv(path)
+        ids = table["id"].astype(str) if "id" in table.columns else pd.Series([str(i) for i in range(len(table))])
+        return [(ids[i], row, None) for i, row in enumerate(table.to_dict("records"))], {}
+    if kind == "json":
+        data = json.loads(path.read_text(encoding="utf-8"))
+        units = {}
+        if isinstance(data, dict):
+            units = dict(data.get("units", {}))
+            data = data.get("data", data.get("records"))
+        if not isinstance(data, list):
+            raise InputError(f"{path}: expected a list of records, or {{'data': [...], 'units': {{...}}}}")
+        return [(str(r.get("id", i)) if isinstance(r, dict) else str(i), r, None) for i, r in enumerate(data)], units
+    if kind == "extxyz":
+        from ase.io import read
+
+        frames = read(str(path), index=":", format="extxyz")
+        records = []
+        for i, atoms in enumerate(frames):
+            columns = dict(atoms.info)
+            if atoms.calc is not None:
+                columns.update({k: v for k, v in atoms.calc.results.items() if np.ndim(v) == 0})
+            records.append((str(columns.get("id", i)), columns, atoms))
+        return records, {}
+    if kind == "ase_db":
+        import ase.db
+
+        records = []
+        with ase.db.connect(str(path)) as db:
+            for row in db.select():
+                columns = {**row.key_value_pairs, **{k: row.get(k) for k in ("energy", "free_energy", "charge") if row.get(k) is not None}}
+                records.append((str(row.key_value_pairs.get("name", row.id)), columns, row.toatoms()))
+        return records, {}
+    raise InputError(f"{path}: unknown table kind {kind!r}")
+
+
+def read_table(
+    path: str | Path,
+    targets: dict[str, str],
+    units: dict[str, str] | None = None,
+    formula_column: str = "formula",
+    structure_column: str | None = None,
+    info: dict[str, Any] | None = None,
+) -> Dataset:
+    """Read a CSV, JSON, extended XYZ or ASE database of formulas or structures plus target columns.
+
+    `targets` maps target name -> column (CSV/JSON column, extended-XYZ ``info`` key or calculator result,
+    ASE-database key). Structures come from the frames of extended XYZ and ASE databases, or from
+    `structure_column`: pymatgen Structure dicts (JSON) or structure file paths relative to the table (CSV).
+    Without a structure, the formula comes from `formula_column`. Units: `units`, else those a JSON file
+    declares at its top level (``{"data": [...], "units": {...}}``).
     """
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"train.dataset.path: {path}: file not found")
-    table = pd.read_csv(path)
-    wanted = [cfg.formula_column, *cfg.targets.values()]
-    missing = [c for c in wanted if c not in table.columns]
-    if missing:
-        raise InputError(f"{path}: missing column(s) {', '.join(missing)} (has: {', '.join(map(str, table.columns))})")
-    frame = pd.DataFrame({"formula": table[cfg.formula_column].astype(str).str.strip()})
-    for target, column in cfg.targets.items():
-        frame[target] = pd.to_numeric(table[column], errors="coerce")
-    return frame.reset_index(drop=True)
+    if not path.exists():
+        raise ConfigError(f"dataset.path: {path}: file not found")
+    kind = TABLE_SUFFIXES.get(path.suffix.lower())
+    if kind is None:
+        raise ConfigError(f"dataset.path: {path}: unknown table format (use {', '.join(TABLE_SUFFIXES)})")
+    records, file_units = _records_from_file(path, kind)
+    if kind in ("csv", "json") and records:
+        first = records[0][1]
+        wanted = [*targets.values(), *([structure_column] if structure_column else [])]
+        if not structure_column:
+            wanted.append(formula_column)
+        missing = [c for c in wanted if c not in first]
+        if missing:
+            raise InputError(f"{path}: missing column(s) {', '.join(missing)} (has: {', '.join(map(str, first))})")
+    ids, formulas, structures, failures = [], [], [], []
+    values: dict[str, list[float]] = {t: [] for t in targets}
+    for row_id, columns, atoms in records:
+        try:
+            structure = None
+            if atoms is not None:
+                structure = _ase_structure(atoms)
+            elif structure_column:
+                item = columns.get(structure_column)
+                if isinstance(item, dict):
+                    structure = Structure.from_dict(item)
+                elif isinstance(item, str) and item.strip():
+                    structure = _quiet_structure_from_file(path.parent / item.strip())
+            formula = structure.composition.formula if structure is not None else str(columns[formula_column]).strip()
+        except Exception as exc:  # noqa: BLE001 - a bad row is reported, not fatal
+            failures.append(Failure(str(path), row_id, "dataset", f"{type(exc).__name__}: {exc}", id=row_id))
+            continue
+        ids.append(row_id)
+        formulas.append(formula)
+        structures.append(structure)
+        for target, column in targets.items():
+            value = columns.get(column)
+            values[target].append(np.nan if value is None or value == "" else value)
+    merged_units = {**file_units, **(units or {})}
+    meta = {"name": path.stem, "source": str(path), "units": {t: merged_units.get(t, "") for t in targets}, **(info or {})}
+    return _finish(ids, formulas, values, structures, merged_units, meta, failures)
+
+
+# --- OBELiX -----------------------------------------------------------------------------------------
+
+
+def obelix_conductivity(text: Any) -> float:
+    """log10 of an OBELiX conductivity cell in S/cm: '<1E-10' and '<1E-8' are 1e-15 (OBELiX's convention)."""
+    value = str(text).strip()
+    if value.startswith("<"):
+        return math.log10(OBELIX_CENSORED)
+    try:
+        number = float(value)
+    except ValueError:
+        return math.nan
+    return math.log10(number) if number > 0 else math.nan
+
+
+def load_obelix(path: str | Path) -> Dataset:
+    """OBELiX-format data: a CSV (or a folder holding ``train.csv``) and CIFs in ``<csv stem>_cifs/<ID>.cif``.
+
+    The target is ``log10_conductivity_S_cm``; a row's structure is its CIF where one exists (most have
+    partial occupancies, kept as such), else None. A CIF that does not parse is reported and the row kept
+    composition-only.
+    """
+    path = Path(path)
+    csv_path = path / "train.csv" if path.is_dir() else path
+    if not csv_path.is_file():
+        raise ConfigError(f"dataset.path: {csv_path}: OBELiX CSV not found")
+    cif_dir = csv_path.parent / f"{csv_path.stem}_cifs"
+    table = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    ids, formulas, structures, failures, values = [], [], [], [], []
+    for row in table.to_dict("records"):
+        row_id = row["ID"].strip()
+        formula = row.get("Reduced Composition", "").strip() or row.get("True Composition", "").strip()
+        try:
+            Composition(formula)
+        except Exception:  # noqa: BLE001 - OBELiX writes a few reduced formulas pymatgen does not parse
+            formula = row.get("True Composition", "").strip()
+        structure = None
+        cif = cif_dir / f"{row_id}.cif"
+        if cif.is_file():
+            try:
+                structure = _quiet_structure_from_file(cif)
+            except Exception as exc:  # noqa: BLE001
+                failures.append(Failure(str(cif), row_id, "dataset", f"CIF: {type(exc).__name__}: {exc}", id=row_id))
+        ids.append(row_id)
+        formulas.append(formula)
+        structures.append(structure)
+        values.append(obelix_conductivity(row["Ionic conductivity (S cm-1)"]))
+    info = {**OBELIX_INFO, "source": str(csv_path), "cif_dir": str(cif_dir), "units": {OBELIX_TARGET: "log10(S/cm)"}}
+    return _finish(ids, formulas, {OBELIX_TARGET: values}, structures, {OBELIX_TARGET: "log10(S/cm)"}, info, failures)
+
+
+# --- Materials Project ------------------------------------------------------------------------------
+
+
+def _doc_dict(doc: Any) -> dict[str, Any]:
+    if isinstance(doc, dict):
+        return doc
+    if hasattr(doc, "model_dump"):
+        return doc.model_dump()
+    if hasattr(doc, "dict"):
+        return doc.dict()
+    return dict(vars(doc))
+
+
+def mp_docs_to_dataset(docs: Iterable[Any], targets: dict[str, str], units: dict[str, str] | None = None) -> Dataset:
+    """A Dataset from Materials Project summary documents (mp-api objects or their dicts).
+
+    `targets` maps target name -> summary field (``formation_energy_per_atom``, ...); units default to
+    `MP_UNITS`. Structures may be pymatgen objects or dicts; ids are the material ids.
+    """
+    ids, formulas, structures, failures = [], [], [], []
+    values: dict[str, list[Any]] = {t: [] for t in targets}
+    for i, raw in enumerate(docs):
+        doc = _doc_dict(raw)
+        row_id = str(doc.get("material_id") or i)
+        try:
+            structure = doc.get("structure")
+            if isinstance(structure, dict):
+                structure = Structure.from_dict(structure)
+            formula = doc.get("formula_pretty") or (structure.composition.reduced_formula if structure else None)
+            if not formula:
+                raise ValueError("neither formula_pretty nor structure")
+        except Exception as exc:  # noqa: BLE001
+            failures.append(Failure("materials_project", row_id, "dataset", f"{type(exc).__name__}: {exc}", id=row_id))
+            continue
+        ids.append(row_id)
+        formulas.append(formula)
+        structures.append(structure)
+        for target, column in targets.items():
+            values[target].append(doc.get(column))
+    merged = {t: (units or {}).get(t) or MP_UNITS.get(column, "") for t, column in targets.items()}
+    info = {
+        "name": "materials_project",
+        "source": "Materials Project summary endpoint (mp-api)",
+        "license": "CC BY 4.0",
+        "attribution": "Jain et al., APL Mater. 1, 011002 (2013); cite the Materials Project database version used",
+        "units": merged,
+    }
+    return _finish(ids, formulas, values, structures, merged, info, failures)
+
+
+def load_materials_project(cfg: DatasetConfig) -> Dataset:
+    """Query the Materials Project (extra ``mp``); the API key comes from ``MP_API_KEY``."""
+    try:
+        from mp_api.client import MPRester
+    except ImportError:
+        raise ConfigError("dataset.kind: materials_project needs mp-api: pip install 'mi[mp]'") from None
+    key = os.environ.get("MP_API_KEY", "").strip()
+    if not key:
+        raise ConfigError("dataset.kind: materials_project needs an API key in the environment variable MP_API_KEY")
+    fields = sorted({"material_id", "formula_pretty", "structure", *cfg.targets.values()})
+    with MPRester(key) as rester:
+        docs = rester.materials.summary.search(fields=fields, **cfg.query)
+    dataset = mp_docs_to_dataset(docs, dict(cfg.targets), dict(cfg.units))
+    return Dataset(dataset.frame, dataset.units, {**dataset.info, "query": dict(cfg.query)}, dataset.structures,
+                   dataset.failures)
+
+
+# --- Matbench ---------------------------------------------------------------------------------------
+
+
+def matbench_frame_to_dataset(
+    frame: pd.DataFrame, name: str, targets: dict[str, str] | None = None, units: dict[str, str] | None = None
+) -> Dataset:
+    """A Dataset from a Matbench frame (a ``structure`` or ``composition`` column plus the target column)."""
+    inputs = [c for c in ("structure", "composition") if c in frame.columns]
+    if not inputs:
+        raise InputError(f"{name}: a Matbench frame has a 'structure' or 'composition' column")
+    if not targets:
+        others = [c for c in frame.columns if c not in inputs]
+        if len(others) != 1:
+            raise ConfigError(f"dataset.targets: {name} has columns {others}; name the target column")
+        targets = {others[0]: others[0]}
+    structures = list(frame["structure"]) if "structure" in frame.columns else None
+    if structures is not None:
+        structures = [Structure.from_dict(s) if isinstance(s, dict) else s for s in structures]
+        formulas = [s.composition.formula for s in structures]
+    else:
+        formulas = [c.formula if isinstance(c, Composition) else str(c) for c in frame["composition"]]
+    values = {t: frame[column].astype(float).tolist() for t, column in targets.items()}
+    info = {"name": name, "source": f"Matbench {name} (matminer.datasets)", "units": dict(units or {})}
+    return _finish([f"{name}-{i}" for i in range(len(frame))], formulas, values, structures, dict(units or {}), info)
+
+
+def load_matbench(cfg: DatasetConfig) -> Dataset:
+    """A Matbench task through matminer (downloaded by matminer on first use; not used in tests)."""
+    try:
+        from matminer.datasets import load_dataset as matminer_load
+    except ImportError:
+        raise ConfigError("dataset.kind: matbench needs matminer: pip install 'mi[matbench]'") from None
+    assert cfg.name is not None  # the config guarantees it
+    return matbench_frame_to_dataset(matminer_load(cfg.name), cfg.name, dict(cfg.targets) or None, dict(cfg.units))
+
+
+# --- dispatch ---------------------------------------------------------------------------------------
 
 
 def load_dataset(cfg: DatasetConfig, path: str | Path | None = None) -> Dataset:
-    """The dataset a `DatasetConfig` names; `path` is the resolved ``cfg.path`` for csv datasets."""
+    """The dataset a `DatasetConfig` names; `path` is ``cfg.path`` resolved by the caller (config-relative)."""
     if cfg.kind == "pymatgen_exp_formation_enthalpy":
         frame = load_exp_formation_enthalpy()
-        return Dataset(frame, dict(EXP_FORMATION_ENTHALPY_INFO["units"]), dict(EXP_FORMATION_ENTHALPY_INFO))
-    if cfg.kind == "csv":
+        frame.index = pd.Index([str(i) for i in range(len(frame))], name="id")
+        dataset = Dataset(frame, dict(EXP_FORMATION_ENTHALPY_INFO["units"]), dict(EXP_FORMATION_ENTHALPY_INFO))
+    elif cfg.kind in ("table", "csv", "obelix"):
         if path is None:
-            raise ConfigError("train.dataset.path: a csv dataset needs a path")
-        frame = load_csv_dataset(cfg, path)
-        units = {t: cfg.units.get(t, "") for t in cfg.targets}
-        info = {"name": Path(path).stem, "source": str(path), "units": units}
-        return Dataset(frame, units, info)
-    raise ConfigError(f"train.dataset.kind: unknown dataset kind {cfg.kind!r}")
+            raise ConfigError(f"dataset.path: a {cfg.kind} dataset needs a path")
+        if cfg.kind == "obelix":
+            dataset = load_obelix(path)
+        else:
+            dataset = read_table(path, dict(cfg.targets), dict(cfg.units), cfg.formula_column, cfg.structure_column)
+    elif cfg.kind == "materials_project":
+        dataset = load_materials_project(cfg)
+    elif cfg.kind == "matbench":
+        dataset = load_matbench(cfg)
+    else:
+        raise ConfigError(f"dataset.kind: unknown dataset kind {cfg.kind!r}")
+    if cfg.limit is not None and cfg.limit < len(dataset):
+        dataset = dataset.subset(np.arange(cfg.limit))
+    return dataset
 
 
-def frame_hash(frame: pd.DataFrame) -> str:
-    """``sha256:<hex>`` of a dataset table's content (column names, formulas, values to 10 significant digits)."""
+def frame_hash(frame: pd.DataFrame, structures: Sequence[Structure | None] | None = None) -> str:
+    """``sha256:<hex>`` of a dataset's content: column names, formulas, values to 10 significant digits, structures."""
     digest = hashlib.sha256()
     digest.update(json.dumps([str(c) for c in frame.columns]).encode())
     for column in frame.columns:
@@ -127,4 +494,10 @@ def frame_hash(frame: pd.DataFrame) -> str:
         else:
             text = [str(v) for v in values]
         digest.update(json.dumps(text).encode())
+    if structures is not None:
+        digest.update(json.dumps([structure_hash(s) if s is not None else None for s in structures]).encode())
     return "sha256:" + digest.hexdigest()
+
+
+def dataset_hash(dataset: Dataset) -> str:
+    return frame_hash(dataset.frame[["formula", *dataset.targets]], dataset.structures)

@@ -1,23 +1,28 @@
-"""Descriptor surrogate: an ensemble of MLPs with its normalisers inside, and a wrapper that knows its spec.
+"""Surrogate networks with their normalisers inside, and a wrapper that knows what they were trained on.
 
-`EnsembleMLP` takes raw feature vectors (NaN allowed) and returns the ensemble mean and standard deviation
-in physical units. Everything it needs for that lives in the module as registered buffers, so it travels
-in the state_dict:
+Every network is an `EnsembleNet`: ``ensemble_size`` independently initialised members that predict
+standardised targets (and, with ``heteroscedastic``, a log standard deviation per target). Everything needed
+to return physical units lives in the module as registered buffers, so it travels in the state_dict:
 
-* ``feature_mean`` / ``feature_std``: training statistics; a NaN feature is imputed to the training mean
-  (it becomes 0 after standardising), a constant feature has std 1;
 * ``target_mean`` / ``target_std``: members predict standardised targets, scaled back here;
-* ``std_scale``: per-target factor applied to the ensemble spread, fitted on the validation set after
-  training so that the spread is calibrated (1 = raw ensemble spread).
+* ``std_scale``: per-target factor applied to the predicted standard deviation, fitted on the validation
+  split after training so that it is calibrated (1 = as the ensemble says);
+* model-specific ones, e.g. the `EnsembleMLP`'s ``feature_mean`` / ``feature_std`` (a NaN feature is imputed
+  to the training mean, so it becomes 0 after standardising; a constant feature has std 1).
 
-`Surrogate` pairs the module with a `SurrogateSpec` (feature sets and versions, feature columns, targets
-and units, training metadata) and predicts from a features DataFrame by column name.
+The predicted std combines the spread of the member means (epistemic) and, with a heteroscedastic head,
+the mean of the members' predicted variances (aleatoric).
+
+`Surrogate` pairs a network with a `SurrogateSpec` (feature sets and versions, feature columns, targets and
+units, training metadata) and predicts for candidates: from a features frame (descriptor models), their
+compositions (element models) or their structures (graph models).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -26,72 +31,141 @@ from torch import nn
 
 from mi.errors import InputError
 
+if TYPE_CHECKING:
+    from mi.candidates.base import Candidate
 
-def _mlp(n_features: int, n_targets: int, hidden: list[int], dropout: float) -> nn.Sequential:
+LOG_STD_RANGE = (-10.0, 5.0)  # clamp of a heteroscedastic head's log std, in standardised units
+
+
+def mlp(n_in: int, n_out: int, hidden: Sequence[int], dropout: float) -> nn.Sequential:
     layers: list[nn.Module] = []
-    width = n_features
+    width = n_in
     for size in hidden:
         layers += [nn.Linear(width, size), nn.SiLU(), nn.Dropout(dropout)]
         width = size
-    layers.append(nn.Linear(width, n_targets))
+    layers.append(nn.Linear(width, n_out))
     return nn.Sequential(*layers)
 
 
-class EnsembleMLP(nn.Module):
-    """`ensemble_size` independent MLPs on standardised features; forward -> (mean, std) in physical units."""
+class EnsembleNet(nn.Module):
+    """Base of every surrogate network. Subclasses build ``self.members`` and define `run_member`.
+
+    ``kind`` names the class in checkpoints; ``input_kind`` is what `mi.models.inputs` must build for it.
+    """
+
+    kind: ClassVar[str] = ""
+    input_kind: ClassVar[str] = ""
+    members: nn.ModuleList
+
+    def __init__(self, n_targets: int, ensemble_size: int, heteroscedastic: bool) -> None:
+        super().__init__()
+        self.n_targets = int(n_targets)
+        self.ensemble_size = int(ensemble_size)
+        self.heteroscedastic = bool(heteroscedastic)
+        self.register_buffer("target_mean", torch.zeros(self.n_targets))
+        self.register_buffer("target_std", torch.ones(self.n_targets))
+        self.register_buffer("std_scale", torch.ones(self.n_targets))
+
+    @property
+    def n_outputs(self) -> int:
+        """Outputs per member: a mean per target, and a log std per target with a heteroscedastic head."""
+        return self.n_targets * (2 if self.heteroscedastic else 1)
+
+    def config(self) -> dict[str, Any]:
+        """Plain-typed arguments that rebuild this module: ``type(module)(**module.config())``."""
+        raise NotImplementedError
+
+    def featurizer(self) -> dict[str, Any]:
+        """What the module reads, in plain types (``inputs`` is one of features, composition, graph)."""
+        return {"inputs": self.input_kind}
+
+    @torch.no_grad()
+    def fit_normalisers(self, inputs: Any, targets: torch.Tensor) -> None:
+        """Set the normalisers from the training rows (NaN-aware); subclasses add their input statistics."""
+        self.target_mean.copy_(_nan_mean(targets))
+        self.target_std.copy_(_nan_std(targets, self.target_mean))
+
+    def prepare(self, batch: Any) -> Any:
+        """Work shared by all members on a batch (e.g. standardising features)."""
+        return batch
+
+    def run_member(self, index: int, prepared: Any) -> torch.Tensor:
+        """One member's raw outputs, shape (n, n_outputs): standardised means, then log stds if heteroscedastic."""
+        raise NotImplementedError
+
+    def split_outputs(self, outputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(standardised means, log stds or None) from `run_member` outputs (any leading dimensions)."""
+        mean = outputs[..., : self.n_targets]
+        if not self.heteroscedastic:
+            return mean, None
+        return mean, outputs[..., self.n_targets :].clamp(*LOG_STD_RANGE)
+
+    def combine(self, outputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, std) in physical units from stacked member outputs of shape (members, n, n_outputs)."""
+        mu, log_std = self.split_outputs(outputs.float())
+        mean = mu.mean(dim=0)
+        var = mu.var(dim=0, unbiased=False) if mu.shape[0] > 1 else torch.zeros_like(mean)
+        if log_std is not None:
+            var = var + torch.exp(2 * log_std).mean(dim=0)
+        return mean * self.target_std + self.target_mean, torch.sqrt(var) * self.target_std * self.std_scale
+
+    def forward(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        prepared = self.prepare(batch)
+        return self.combine(torch.stack([self.run_member(i, prepared) for i in range(self.ensemble_size)]))
+
+
+class EnsembleMLP(EnsembleNet):
+    """`ensemble_size` independent MLPs on standardised descriptor features; forward -> (mean, std)."""
+
+    kind = "mlp"
+    input_kind = "features"
 
     def __init__(
-        self, n_features: int, n_targets: int, hidden: list[int], dropout: float = 0.0, ensemble_size: int = 5
+        self,
+        n_features: int,
+        n_targets: int,
+        hidden: list[int],
+        dropout: float = 0.0,
+        ensemble_size: int = 5,
+        heteroscedastic: bool = False,
     ) -> None:
-        super().__init__()
+        super().__init__(n_targets, ensemble_size, heteroscedastic)
         self.n_features = int(n_features)
-        self.n_targets = int(n_targets)
         self.hidden = [int(h) for h in hidden]
         self.dropout = float(dropout)
-        self.ensemble_size = int(ensemble_size)
-        self.register_buffer("feature_mean", torch.zeros(n_features))
-        self.register_buffer("feature_std", torch.ones(n_features))
-        self.register_buffer("target_mean", torch.zeros(n_targets))
-        self.register_buffer("target_std", torch.ones(n_targets))
-        self.register_buffer("std_scale", torch.ones(n_targets))
+        self.register_buffer("feature_mean", torch.zeros(self.n_features))
+        self.register_buffer("feature_std", torch.ones(self.n_features))
         self.members = nn.ModuleList(
-            _mlp(self.n_features, self.n_targets, self.hidden, self.dropout) for _ in range(self.ensemble_size)
+            mlp(self.n_features, self.n_outputs, self.hidden, self.dropout) for _ in range(self.ensemble_size)
         )
 
     def config(self) -> dict[str, Any]:
-        """Plain-typed arguments that rebuild this module: ``EnsembleMLP(**module.config())``."""
         return {
             "n_features": self.n_features,
             "n_targets": self.n_targets,
             "hidden": list(self.hidden),
             "dropout": self.dropout,
             "ensemble_size": self.ensemble_size,
+            "heteroscedastic": self.heteroscedastic,
         }
 
     @torch.no_grad()
-    def fit_normalisers(self, features: torch.Tensor, targets: torch.Tensor) -> None:
-        """Set the feature and target statistics from training data (NaN-aware)."""
+    def fit_normalisers(self, inputs: Any, targets: torch.Tensor) -> None:
+        features = inputs.x if hasattr(inputs, "x") else inputs
         self.feature_mean.copy_(_nan_mean(features))
         self.feature_std.copy_(_nan_std(features, self.feature_mean))
-        self.target_mean.copy_(_nan_mean(targets))
-        self.target_std.copy_(_nan_std(targets, self.target_mean))
+        super().fit_normalisers(inputs, targets)
 
     def standardise(self, features: torch.Tensor) -> torch.Tensor:
         """Impute NaN to the training mean, then standardise."""
         features = torch.where(torch.isnan(features), self.feature_mean, features)
         return (features - self.feature_mean) / self.feature_std
 
-    def member_forward(self, index: int, z: torch.Tensor) -> torch.Tensor:
-        """One member on standardised features; standardised targets, shape (n, n_targets)."""
-        return self.members[index](z)
+    def prepare(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.standardise(batch)
 
-    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        z = self.standardise(features)
-        outputs = torch.stack([member(z) for member in self.members])  # (members, n, targets)
-        outputs = outputs * self.target_std + self.target_mean
-        mean = outputs.mean(dim=0)
-        spread = outputs.std(dim=0, unbiased=False) if self.ensemble_size > 1 else torch.zeros_like(mean)
-        return mean, spread * self.std_scale
+    def run_member(self, index: int, prepared: torch.Tensor) -> torch.Tensor:
+        return self.members[index](prepared)
 
 
 def _nan_mean(x: torch.Tensor) -> torch.Tensor:
@@ -110,19 +184,26 @@ def _nan_std(x: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
 class SurrogateSpec:
     """What a surrogate needs to be used correctly, and where it came from. Plain types only."""
 
-    feature_sets: dict[str, int]  # feature-set name -> version
+    feature_sets: dict[str, int]  # feature-set name -> version (descriptor models; empty otherwise)
     feature_names: list[str]  # columns ``<set>.<feature>``, in the model's input order
     targets: list[str]
     units: dict[str, str]  # target -> unit
     training: dict[str, Any] = field(default_factory=dict)  # dataset, recipe, metrics, data hash, ...
 
 
-class Surrogate:
-    """A trained `EnsembleMLP` and its `SurrogateSpec`; predicts from a features DataFrame."""
+_DEFAULT_BATCH = {"features": 8192, "composition": 2048, "graph": 64}
 
-    def __init__(self, module: EnsembleMLP, spec: SurrogateSpec) -> None:
+
+class Surrogate:
+    """A trained `EnsembleNet` and its `SurrogateSpec`; predicts for candidates in physical units."""
+
+    def __init__(self, module: EnsembleNet, spec: SurrogateSpec) -> None:
         self.module = module
         self.spec = spec
+
+    @property
+    def kind(self) -> str:
+        return self.module.kind
 
     @property
     def targets(self) -> list[str]:
@@ -130,7 +211,7 @@ class Surrogate:
 
     @property
     def device(self) -> torch.device:
-        return self.module.feature_mean.device
+        return self.module.target_mean.device
 
     def to(self, device: torch.device | str) -> Surrogate:
         self.module.to(device)
@@ -150,29 +231,100 @@ class Surrogate:
             )
         return np.array(features[self.spec.feature_names].to_numpy(dtype=np.float32, na_value=np.nan))  # writable copy
 
+    def model_inputs(
+        self, features: pd.DataFrame | None = None, candidates: Sequence[Candidate] | None = None
+    ) -> tuple[pd.Index, Any, np.ndarray, list[str | None]]:
+        """(row index, the module's inputs, positions in the index that have inputs, reason per row or None).
+
+        Rows are ``features.index`` when a features frame is given, else the candidates' ids. A descriptor
+        model reads the frame (or featurizes the candidates itself); element and graph models read the
+        candidates with those ids.
+        """
+        from mi.models import inputs as model_inputs
+
+        if features is None and candidates is None:
+            raise InputError("predict needs a features frame, candidates, or both")
+        if features is not None:
+            index = features.index
+        else:
+            index = pd.Index([c.id for c in candidates], name="id", dtype=object)
+        kind = self.module.input_kind
+        if kind == "features":
+            if features is None:
+                from mi.features import featurize
+
+                computed, _failures = featurize(candidates, list(self.spec.feature_sets))
+                features = computed.reindex(index)
+            x = self._select(features)
+            usable = ~np.isnan(x).all(axis=1) if x.shape[1] else np.ones(len(x), dtype=bool)
+            reasons = [None if ok else "features: none computed" for ok in usable]
+            return index, model_inputs.DenseInputs(torch.from_numpy(x[usable])), np.flatnonzero(usable), reasons
+        if candidates is None:
+            raise InputError(
+                f"this surrogate ({self.kind}) predicts from the candidates' "
+                f"{'compositions' if kind == 'composition' else 'structures'}: pass the candidates to predict()"
+            )
+        by_id = {c.id: c for c in candidates}
+        absent = [i for i in index if i not in by_id]
+        if absent:
+            raise InputError(f"predict: no candidate for {len(absent)} row(s) of the features frame, e.g. {absent[0]!r}")
+        rows = [by_id[i] for i in index]
+        if kind == "composition":
+            inputs, reasons = model_inputs.composition_inputs([c.composition for c in rows])
+            if self.spec.feature_names:  # an element model that also reads descriptors
+                if features is None or any(c not in features.columns for c in self.spec.feature_names):
+                    from mi.features import featurize
+
+                    features = featurize(rows, list(self.spec.feature_sets))[0].reindex(index)
+                x = self._select(features)
+                reasons = [r if r is not None or not np.isnan(x[i]).all() else "features: none computed"
+                           for i, r in enumerate(reasons)]
+                ok = [i for i, r in enumerate(reasons) if r is None]
+                inputs, _ = model_inputs.composition_inputs([rows[i].composition for i in ok])
+                inputs = model_inputs.CompositionInputs(inputs.z, inputs.frac, torch.from_numpy(x[ok]))
+        elif kind == "graph":
+            config = self.module.featurizer()
+            inputs, reasons = model_inputs.graph_inputs(
+                [c.structure for c in rows], config["cutoff"], config["max_neighbors"]
+            )
+        else:
+            raise InputError(f"unknown model input kind {kind!r}")
+        return index, inputs, np.array([i for i, r in enumerate(reasons) if r is None], dtype=np.int64), reasons
+
     @torch.inference_mode()
-    def predict(self, features: pd.DataFrame, batch_size: int = 8192) -> pd.DataFrame:
-        """Columns ``<target>`` and ``<target>_std`` (ensemble spread, >= 0) in physical units, indexed like input."""
-        x = self._select(features)
+    def predict(
+        self,
+        features: pd.DataFrame | None = None,
+        candidates: Sequence[Candidate] | None = None,
+        batch_size: int | None = None,
+    ) -> pd.DataFrame:
+        """Columns ``<target>`` and ``<target>_std`` (>= 0) in physical units, one row per input row.
+
+        Rows the model cannot describe (a formula for a graph model, an unparseable composition) are NaN.
+        """
+        from mi.models.inputs import to_device
+
+        index, inputs, usable, _reasons = self.model_inputs(features, candidates)
+        batch_size = batch_size or _DEFAULT_BATCH.get(self.module.input_kind, 1024)
         self.module.eval()
-        means, stds = [], []
-        for start in range(0, len(x), batch_size):
-            batch = torch.from_numpy(x[start : start + batch_size]).to(self.device)
-            mean, std = self.module(batch)
-            means.append(mean.cpu().numpy())
-            stds.append(std.cpu().numpy())
         n_targets = len(self.spec.targets)
-        mean = np.concatenate(means) if means else np.empty((0, n_targets), dtype=np.float32)
-        std = np.concatenate(stds) if stds else np.empty((0, n_targets), dtype=np.float32)
+        mean = np.full((len(index), n_targets), np.nan)
+        std = np.full((len(index), n_targets), np.nan)
+        means, stds = [], []
+        for start in range(0, len(usable), batch_size):
+            rows = np.arange(start, min(start + batch_size, len(usable)))
+            m, s = self.module(to_device(inputs.batch(rows), self.device))
+            means.append(m.float().cpu().numpy())
+            stds.append(s.float().cpu().numpy())
+        if means:
+            mean[usable] = np.concatenate(means)
+            std[usable] = np.concatenate(stds)
         out = {}
         for j, target in enumerate(self.spec.targets):
             out[target] = mean[:, j].astype(float)
             out[f"{target}_std"] = std[:, j].astype(float)
-        return pd.DataFrame(out, index=features.index, columns=self.output_columns())
+        return pd.DataFrame(out, index=index, columns=self.output_columns())
 
     def __repr__(self) -> str:
-        sets = ", ".join(self.spec.feature_sets)
-        return (
-            f"Surrogate(targets={self.spec.targets}, feature_sets=[{sets}], "
-            f"ensemble_size={self.module.ensemble_size}, hidden={self.module.hidden})"
-        )
+        config = {k: v for k, v in self.module.config().items() if k not in ("n_features", "n_targets")}
+        return f"Surrogate(kind={self.kind!r}, targets={self.spec.targets}, {config})"

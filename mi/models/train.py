@@ -1,51 +1,85 @@
-"""Train the descriptor ensemble surrogate: featurize, split, train each member, calibrate, package.
+"""Train a surrogate: featurize, split, fit the normalisers, train the ensemble, calibrate, package.
 
-`train_surrogate` reads top to bottom:
+`train` reads top to bottom:
 
-1. featurize the formulas with ``cfg.feature_sets`` (the same `featurize` the screening uses);
-2. split off a validation set (seeded, grouped by reduced formula so duplicates do not leak);
-3. fit the normalisers (buffers in the module) on the training rows;
-4. train each ensemble member from its own seed: AdamW, cosine learning-rate schedule, masked L1 loss on
-   standardised targets (a missing target does not count), early stopping on validation MAE, keep the
-   best epoch;
-5. scale the ensemble spread so that 68.3 % of validation errors fall within one predicted std;
-6. return the `Surrogate` (on the CPU) and its metrics.
+1. the model's featurizer turns the dataset rows into inputs (descriptors, compositions or graphs); rows it
+   cannot describe, or without any target, are left out and counted;
+2. split off validation (and optionally test) rows: random, or whole groups of one reduced formula or one
+   chemical system, seeded;
+3. build the network and fit its normalisers (buffers in the module) on the training rows;
+4. one optimiser and one learning-rate schedule over all members; every step each active member sees its
+   own shuffled batch; the loss is masked, so a missing target does not count; mixed precision on CUDA;
+5. after every epoch: validation score per member (MAE in units of the target's std, averaged over
+   targets), the best weights of each member kept, a member stops after ``patience`` epochs without
+   improvement; a row of metrics.csv and an atomically written resume.pt (model, optimiser, schedule,
+   epoch, best scores, RNG states) in the run folder;
+6. restore each member's best weights, scale the predicted std so that 68.3 % of validation errors fall
+   within one std (``recalibrate``), and measure validation and test metrics;
+7. return the `Surrogate` (on the CPU) and its metrics.
 """
 
 from __future__ import annotations
 
-import copy
-import dataclasses
+import csv
+import io
 import logging
 import math
 import time
-import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
+import yaml
 from pymatgen.core import Composition
 from tqdm.auto import tqdm
 
 from mi.candidates.base import Candidate, Failure, composition_hash
 from mi.config import TrainConfig, TrainRunConfig
-from mi.errors import InputError
-from mi.features import FEATURE_SETS, featurize
+from mi.errors import ConfigError, InputError
+from mi.models import inputs as model_inputs
 from mi.models.checkpoint import save_checkpoint
-from mi.models.datasets import frame_hash, load_dataset
+from mi.models.datasets import Dataset, dataset_hash, load_dataset
 from mi.models.device import resolve_device
-from mi.models.surrogate import EnsembleMLP, Surrogate, SurrogateSpec
+from mi.models.evaluate import calibration_metrics, fit_std_scale, regression_metrics
+from mi.models.nets import build_module
+from mi.models.surrogate import EnsembleNet, Surrogate, SurrogateSpec
 
 log = logging.getLogger(__name__)
 
-ONE_SIGMA = math.erf(1 / math.sqrt(2))  # 0.6827
+RESUME_FILE = "resume.pt"
+METRICS_FILE = "metrics.csv"
+RESUME_FORMAT = "mi.train_state"
+RESUME_VERSION = 1
+HETEROSCEDASTIC_LOSSES = ("robust_l1", "gaussian_nll")
+_EVAL_BATCH = {"features": 8192, "composition": 4096, "graph": 128}
+
+
+# --- 1. data ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """The rows a model can learn from: its inputs, targets (NaN = missing) and grouping keys."""
+
+    inputs: Any  # DenseInputs | CompositionInputs | GraphInputs, one row per usable dataset row
+    targets: torch.Tensor  # (n, n_targets) float32
+    formulas: list[str]  # reduced formula of each row
+    ids: list[str]
+    target_names: list[str]
+    units: dict[str, str]
+    feature_sets: dict[str, int]  # descriptor models: feature-set name -> version
+    feature_names: list[str]
+    failures: list[Failure]
 
 
 def featurize_formulas(formulas: Sequence[str], sets: Sequence[str]) -> tuple[pd.DataFrame, list[Failure]]:
-    """Features of each formula, indexed by row position (int); unparseable formulas become Failures."""
+    """Descriptor features of each formula, indexed by row position (int); unparseable formulas become Failures."""
+    from mi.features import featurize
+
     candidates, failures = [], []
     for i, formula in enumerate(formulas):
         try:
@@ -61,146 +95,442 @@ def featurize_formulas(formulas: Sequence[str], sets: Sequence[str]) -> tuple[pd
     return features, failures + more
 
 
-def split_groups(groups: Sequence[str], val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train rows, validation rows): whole groups go to one side; at least one row on each side."""
+def prepare_data(cfg: TrainConfig, dataset: Dataset) -> TrainingData:
+    """The model's inputs for every dataset row it can describe that has at least one target."""
+    from mi.features import FEATURE_SETS, featurize
+
+    candidates, failures = dataset.candidates()
+    model = cfg.model
+    descriptor_sets = list(model.feature_sets if model.kind == "mlp" else getattr(model, "descriptor_sets", []))
+    feature_sets = {name: FEATURE_SETS[name].version for name in descriptor_sets}
+    feature_names: list[str] = []
+    x = None
+    if descriptor_sets:
+        features, more = featurize(candidates, descriptor_sets)
+        failures += more
+        candidates = [c for c in candidates if c.id in features.index]
+        features = features.loc[[c.id for c in candidates]]
+        feature_names = list(features.columns)
+        x = torch.tensor(features.to_numpy(dtype=np.float32, na_value=np.nan))
+    if model.kind == "mlp":
+        kept, inputs = candidates, model_inputs.DenseInputs(x)
+    else:
+        if model.kind == "element_attention":
+            inputs, reasons = model_inputs.composition_inputs([c.composition for c in candidates])
+            ok = [i for i, r in enumerate(reasons) if r is None]
+            if x is not None:
+                inputs = model_inputs.CompositionInputs(inputs.z, inputs.frac, x[torch.as_tensor(ok, dtype=torch.long)])
+        else:
+            inputs, reasons = model_inputs.graph_inputs([c.structure for c in candidates], model.cutoff, model.max_neighbors)
+        kept = [c for c, r in zip(candidates, reasons) if r is None]
+        failures += [Failure(c.source, c.record, "features", r, id=c.id) for c, r in zip(candidates, reasons) if r]
+    targets = dataset.frame.loc[[c.id for c in kept], dataset.targets].to_numpy(dtype=np.float32, na_value=np.nan)
+    has_target = ~np.isnan(targets).all(axis=1)
+    rows = np.flatnonzero(has_target)
+    if len(rows) < len(kept):
+        inputs = _subset_inputs(inputs, rows)
+    kept = [kept[i] for i in rows]
+    for failure in failures[:5]:
+        log.warning("training row %s skipped: %s", failure.record, failure.reason)
+    return TrainingData(
+        inputs=inputs,
+        targets=torch.from_numpy(targets[rows]),
+        formulas=[c.composition.reduced_formula for c in kept],
+        ids=[c.id for c in kept],
+        target_names=list(dataset.targets),
+        units={t: dataset.units.get(t, "") for t in dataset.targets},
+        feature_sets=feature_sets,
+        feature_names=feature_names,
+        failures=failures,
+    )
+
+
+def _subset_inputs(inputs: Any, rows: np.ndarray) -> Any:
+    if isinstance(inputs, model_inputs.DenseInputs):
+        return model_inputs.DenseInputs(inputs.x[torch.as_tensor(rows)])
+    if isinstance(inputs, model_inputs.CompositionInputs):
+        return inputs.subset(rows)
+    return model_inputs.GraphInputs([inputs.graphs[i] for i in rows])
+
+
+# --- 2. split ---------------------------------------------------------------------------------------
+
+
+def group_keys(formulas: Sequence[str], kind: str) -> list[str]:
+    """Split groups: one per row (random), per reduced formula (composition) or per chemical system."""
+    if kind == "random":
+        return [str(i) for i in range(len(formulas))]
+    if kind == "composition":
+        return [Composition(f).reduced_formula for f in formulas]
+    if kind == "chemsys":
+        return ["-".join(sorted(el.symbol for el in Composition(f).elements)) for f in formulas]
+    raise ConfigError(f"train.split.kind: unknown split {kind!r}")
+
+
+def split_rows(
+    groups: Sequence[str], val_fraction: float, test_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(train, val, test) row positions; whole groups go to one side; at least one row to train and validate.
+
+    Groups are taken in a seeded random order, test first, until each side holds its fraction of the rows.
+    """
     groups = np.asarray(groups)
-    unique = np.unique(groups)
+    unique, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
     if len(unique) < 2:
-        raise InputError(f"training needs at least two distinct formulas, got {len(unique)}")
-    order = np.random.default_rng(seed).permutation(unique)
-    n_val_groups = min(len(unique) - 1, max(1, round(val_fraction * len(unique))))
-    is_val = np.isin(groups, order[:n_val_groups])
-    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+        raise InputError(f"training needs at least two distinct groups of rows, got {len(unique)}")
+    order = np.random.default_rng(seed).permutation(len(unique))
+    filled = np.cumsum(counts[order])
+    n = len(groups)
+    n_test = int(np.searchsorted(filled, test_fraction * n, side="right")) if test_fraction > 0 else 0
+    n_val = int(np.searchsorted(filled, (test_fraction + val_fraction) * n, side="right")) - n_test
+    n_val = max(n_val, 1)
+    if n_test + n_val >= len(unique):
+        n_test = max(0, min(n_test, len(unique) - 2))
+        n_val = len(unique) - 1 - n_test
+    side = np.zeros(len(unique), dtype=np.int8)  # 0 train, 1 val, 2 test
+    side[order[:n_test]] = 2
+    side[order[n_test : n_test + n_val]] = 1
+    row_side = side[inverse]
+    return np.flatnonzero(row_side == 0), np.flatnonzero(row_side == 1), np.flatnonzero(row_side == 2)
 
 
-def _masked_l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+# --- 4. loss, schedule ------------------------------------------------------------------------------
+
+
+def masked_loss(kind: str, mean: torch.Tensor, log_std: torch.Tensor | None, target: torch.Tensor) -> torch.Tensor:
+    """Mean loss over the known targets (NaN = missing), all in standardised units."""
     mask = ~torch.isnan(target)
-    error = torch.where(mask, (pred - torch.nan_to_num(target)).abs(), torch.zeros_like(pred))
-    return error.sum() / mask.sum().clamp(min=1)
+    diff = mean - torch.nan_to_num(target)
+    if kind == "l1":
+        error = diff.abs()
+    elif kind == "mse":
+        error = diff**2
+    elif kind == "robust_l1":  # Laplace negative log likelihood with std exp(log_std) (as in Roost)
+        error = math.sqrt(2.0) * diff.abs() * torch.exp(-log_std) + log_std
+    elif kind == "gaussian_nll":
+        error = 0.5 * diff**2 * torch.exp(-2 * log_std) + log_std
+    else:
+        raise ConfigError(f"train.loss: unknown loss {kind!r}")
+    return torch.where(mask, error, torch.zeros_like(error)).sum() / mask.sum().clamp(min=1)
 
 
-def _column_nanmean(values: np.ndarray) -> np.ndarray:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a target absent from the validation rows -> NaN
-        return np.nanmean(values, axis=0)
+def lr_factor(step: int, total: int, warmup: int, name: str, min_factor: float) -> float:
+    """Learning-rate multiplier at optimiser step `step`: linear warm-up, then cosine decay or constant."""
+    if step < warmup:
+        return (step + 1) / warmup
+    if name == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_factor + (1.0 - min_factor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def _mae_per_target(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
-    return _column_nanmean(np.where(np.isnan(target), np.nan, np.abs(pred - target)))
+def make_optimiser(cfg: TrainConfig, parameters) -> torch.optim.Optimizer:
+    opt = cfg.optimiser
+    if opt.name == "adamw":
+        return torch.optim.AdamW(parameters, lr=opt.lr, weight_decay=opt.weight_decay)
+    if opt.name == "adam":
+        return torch.optim.Adam(parameters, lr=opt.lr, weight_decay=opt.weight_decay)
+    return torch.optim.SGD(parameters, lr=opt.lr, weight_decay=opt.weight_decay, momentum=opt.momentum)
 
 
-def _reset(member: torch.nn.Module) -> None:
-    for layer in member.modules():
-        if hasattr(layer, "reset_parameters"):
-            layer.reset_parameters()
+# --- 5. evaluation and bookkeeping ------------------------------------------------------------------
 
 
-def fit_surrogate(
+@torch.no_grad()
+def member_outputs(module: EnsembleNet, inputs: Any, rows: np.ndarray, device: torch.device) -> torch.Tensor:
+    """Raw outputs of every member on these rows, (members, n, n_outputs), float32 on the CPU."""
+    module.eval()
+    size = _EVAL_BATCH.get(module.input_kind, 1024)
+    parts = []
+    for start in range(0, len(rows), size):
+        prepared = module.prepare(model_inputs.to_device(inputs.batch(rows[start : start + size]), device))
+        parts.append(torch.stack([module.run_member(i, prepared) for i in range(module.ensemble_size)]).float().cpu())
+    if not parts:
+        return torch.empty(module.ensemble_size, 0, module.n_outputs)
+    return torch.cat(parts, dim=1)
+
+
+def member_scores(module: EnsembleNet, outputs: torch.Tensor, target: torch.Tensor) -> list[float]:
+    """Per member: MAE in units of each target's training std, averaged over targets (lower is better)."""
+    mean, _ = module.split_outputs(outputs)
+    standardised = (target - module.target_mean.cpu()) / module.target_std.cpu()
+    error = (mean - standardised).abs()  # (members, n, targets); NaN where the target is missing
+    per_target = torch.nanmean(error, dim=1)  # (members, targets)
+    return [float(torch.nanmean(row)) for row in per_target]
+
+
+def _cpu_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+
+
+def _recipe(cfg: TrainConfig) -> dict[str, Any]:
+    """The parts of a recipe a resumed run must share (where it runs may change)."""
+    return {k: v for k, v in cfg.model_dump(mode="json").items() if k not in ("device", "amp")}
+
+
+def _atomic_torch_save(payload: dict[str, Any], path: Path) -> None:
+    from mi.export.atomic import atomic_write_bytes
+
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _metrics_header(target_names: list[str]) -> list[str]:
+    return ["epoch", "lr", "train_loss", "val_score", "best_val_score", *[f"val_mae_{t}" for t in target_names],
+            "active_members", "seconds"]
+
+
+def _restart_metrics_csv(path: Path, header: list[str], keep_epochs: int) -> None:
+    """metrics.csv with its header and the rows of the first `keep_epochs` epochs (a resumed run rewrites the rest)."""
+    rows = []
+    if keep_epochs and path.is_file():
+        with open(path, newline="", encoding="utf-8") as handle:
+            rows = [r for r in csv.DictReader(handle) if int(r["epoch"]) <= keep_epochs]
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=header)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _append_metrics(path: Path, header: list[str], row: dict[str, Any]) -> None:
+    with open(path, "a", newline="", encoding="utf-8") as handle:
+        csv.DictWriter(handle, fieldnames=header).writerow(row)
+
+
+# --- the loop ---------------------------------------------------------------------------------------
+
+
+def train(
     cfg: TrainConfig,
-    features: pd.DataFrame,
-    targets: pd.DataFrame,
-    units: dict[str, str],
+    dataset: Dataset,
     *,
-    groups: Sequence[str] | None = None,
+    run_dir: str | Path | None = None,
+    resume: bool = False,
     progress: bool = True,
     training_info: dict[str, Any] | None = None,
 ) -> tuple[Surrogate, dict[str, Any]]:
-    """Train on precomputed features (columns ``<set>.<feature>``) and aligned target columns (NaN = missing)."""
+    """Train the model of `cfg` on `dataset`; see the module docstring. Returns (surrogate on the CPU, metrics).
+
+    With `run_dir`, writes ``metrics.csv`` and ``resume.pt`` there every epoch; ``resume=True`` continues
+    from that resume file (same recipe and data, else an error).
+    """
     started = time.perf_counter()
     device = resolve_device(cfg.device)
-    x_all = torch.tensor(features.to_numpy(dtype=np.float32, na_value=np.nan))
-    y_all = torch.tensor(targets.to_numpy(dtype=np.float32, na_value=np.nan))
-    if groups is None:
-        groups = [str(i) for i in range(len(features))]
-    train_rows, val_rows = split_groups(groups, cfg.val_fraction, cfg.seed)
+    run_dir = Path(run_dir) if run_dir is not None else None
+    if resume and (run_dir is None or not (run_dir / RESUME_FILE).is_file()):
+        raise InputError(f"--resume: no {RESUME_FILE} in {run_dir} to resume from")
 
-    module = EnsembleMLP(x_all.shape[1], y_all.shape[1], cfg.hidden, cfg.dropout, cfg.ensemble_size)
-    module.fit_normalisers(x_all[train_rows], y_all[train_rows])
+    # 1. data
+    data = prepare_data(cfg, dataset)
+    data_sha256 = dataset_hash(dataset)
+    n_targets = len(data.target_names)
+    if len(data.ids) < 2:
+        raise InputError(f"training needs at least two usable rows with a target, got {len(data.ids)}")
+
+    # 2. split
+    split_seed = cfg.split.seed if cfg.split.seed is not None else cfg.seed
+    groups = group_keys(data.formulas, cfg.split.kind)
+    train_rows, val_rows, test_rows = split_rows(groups, cfg.split.val_fraction, cfg.split.test_fraction, split_seed)
+
+    # 3. model and normalisers
+    torch.manual_seed(cfg.seed)
+    heteroscedastic = cfg.loss in HETEROSCEDASTIC_LOSSES
+    n_features = len(data.feature_names)
+    module = build_module(cfg.model, n_targets, n_features=n_features, heteroscedastic=heteroscedastic)
+    module.fit_normalisers(_subset_inputs(data.inputs, train_rows), data.targets[train_rows])
     module.to(device)
-    x_all, y_all = x_all.to(device), y_all.to(device)
-    with torch.no_grad():
-        z_train = module.standardise(x_all[train_rows])
-        z_val = module.standardise(x_all[val_rows])
-        y_train = (y_all[train_rows] - module.target_mean) / module.target_std  # standardised, NaN kept
-    y_val = y_all[val_rows].cpu().numpy()
-    target_std = module.target_std.cpu().numpy()
+    y_std = ((data.targets.to(device) - module.target_mean) / module.target_std)  # standardised, NaN kept
+    y_val = data.targets[val_rows]
 
-    member_scores, best_epochs = [], []
-    for i in range(cfg.ensemble_size):
-        member_seed = cfg.seed * 1000 + i
-        torch.manual_seed(member_seed)
-        member = module.members[i]
-        _reset(member)
-        optimiser = torch.optim.AdamW(member.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=cfg.epochs)
-        order = torch.Generator().manual_seed(member_seed)
-        best = (math.inf, -1, copy.deepcopy(member.state_dict()))  # (val score, epoch, weights)
-        bar = tqdm(range(cfg.epochs), desc=f"member {i + 1}/{cfg.ensemble_size}", disable=not progress, leave=False)
-        for epoch in bar:
-            member.train()
-            for batch in torch.randperm(len(train_rows), generator=order).split(cfg.batch_size):
-                batch = batch.to(device)
-                loss = _masked_l1(member(z_train[batch]), y_train[batch])
-                optimiser.zero_grad(set_to_none=True)
-                loss.backward()
-                optimiser.step()
-            schedule.step()
+    # 4. optimiser, schedule, mixed precision
+    steps_per_epoch = math.ceil(len(train_rows) / cfg.batch_size)
+    total_steps = cfg.epochs * steps_per_epoch
+    warmup = int(round(cfg.schedule.warmup_epochs * steps_per_epoch))
+    optimiser = make_optimiser(cfg, module.parameters())
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimiser,
+        lambda step: lr_factor(step, total_steps, warmup, cfg.schedule.name, cfg.schedule.min_lr_factor),
+    )
+    use_amp = cfg.amp and device.type == "cuda"
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    ensemble = module.ensemble_size
+    orders = [torch.Generator().manual_seed(cfg.seed * 1000 + i) for i in range(ensemble)]
+    best = [{"score": math.inf, "epoch": -1, "state": _cpu_state(module.members[i])} for i in range(ensemble)]
+    stopped = [False] * ensemble
+    start_epoch = 0
 
-            member.eval()
-            with torch.no_grad():
-                pred = (member(z_val) * module.target_std + module.target_mean).cpu().numpy()
-            mae = _mae_per_target(pred, y_val)
-            score = float(np.nanmean(mae / target_std))  # targets weigh alike whatever their units
-            if score < best[0]:
-                best = (score, epoch, copy.deepcopy(member.state_dict()))
-            bar.set_postfix(val_mae=f"{float(np.nanmean(mae)):.4f}", best_epoch=best[1])
-            if epoch - best[1] >= cfg.patience:
-                break
-        bar.close()
-        member.load_state_dict(best[2])
-        best_epochs.append(best[1] + 1)
-        member_scores.append(float(best[0]))
-        log.info("member %d/%d: best epoch %d, val score %.4f", i + 1, cfg.ensemble_size, best[1] + 1, best[0])
+    # 5. resume
+    if resume:
+        state = torch.load(run_dir / RESUME_FILE, weights_only=True, map_location="cpu")
+        if state.get("format") != RESUME_FORMAT or state.get("version") != RESUME_VERSION:
+            raise InputError(f"{run_dir / RESUME_FILE}: not a resume file of this mi (format {state.get('format')!r})")
+        if state["recipe"] != _recipe(cfg) or state["data_sha256"] != data_sha256:
+            raise InputError(
+                f"{run_dir / RESUME_FILE}: written for another recipe or dataset; resume with the same config "
+                "and data, or train afresh without --resume"
+            )
+        module.load_state_dict(state["module"], strict=True)
+        optimiser.load_state_dict(state["optimiser"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        best, stopped, start_epoch = state["best"], list(state["stopped"]), int(state["epoch"])
+        for generator, generator_state in zip(orders, state["generators"]):
+            generator.set_state(generator_state)
+        torch.set_rng_state(state["torch_rng"])
+        if device.type == "cuda" and state.get("cuda_rng"):
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        train_rows, val_rows, test_rows = (state["split"][k].numpy() for k in ("train", "val", "test"))
+        y_val = data.targets[val_rows]
+        log.info("resuming at epoch %d from %s", start_epoch + 1, run_dir / RESUME_FILE)
+    header = _metrics_header(data.target_names)
+    if run_dir is not None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _restart_metrics_csv(run_dir / METRICS_FILE, header, start_epoch)
 
-    # Calibrate the spread: the scale that puts 68.3 % of validation |errors| within one std.
+    # 6. epochs
+    bar = tqdm(range(start_epoch, cfg.epochs), desc="train", unit="epoch", disable=not progress, leave=False,
+               initial=start_epoch, total=cfg.epochs)
+    for epoch in bar:
+        active = [i for i in range(ensemble) if not stopped[i]]
+        if not active:
+            break
+        epoch_started = time.perf_counter()
+        module.train()
+        orders_now = {i: torch.randperm(len(train_rows), generator=orders[i]).numpy() for i in active}
+        loss_sum, loss_count = 0.0, 0
+        for step in range(steps_per_epoch):
+            total = torch.zeros((), device=device)
+            for i in active:
+                rows = train_rows[orders_now[i][step * cfg.batch_size : (step + 1) * cfg.batch_size]]
+                batch = model_inputs.to_device(data.inputs.batch(rows), device, non_blocking=True)
+                with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp):
+                    outputs = module.run_member(i, module.prepare(batch))
+                mean, log_std = module.split_outputs(outputs.float())
+                total = total + masked_loss(cfg.loss, mean, log_std, y_std[torch.as_tensor(rows, device=device)])
+            optimiser.zero_grad(set_to_none=True)
+            scaler.scale(total).backward()
+            if cfg.optimiser.grad_clip is not None:
+                scaler.unscale_(optimiser)
+                torch.nn.utils.clip_grad_norm_(module.parameters(), cfg.optimiser.grad_clip)
+            scaler.step(optimiser)
+            scaler.update()
+            scheduler.step()
+            loss_sum += float(total.detach()) / len(active)
+            loss_count += 1
+
+        outputs = member_outputs(module, data.inputs, val_rows, device)
+        scores = member_scores(module, outputs, y_val)
+        for i in active:
+            if scores[i] < best[i]["score"]:
+                best[i] = {"score": scores[i], "epoch": epoch, "state": _cpu_state(module.members[i])}
+            elif epoch - best[i]["epoch"] >= cfg.patience:
+                stopped[i] = True
+        mean, _ = module.combine(outputs.to(device))
+        val_mae = torch.nanmean((mean.cpu() - y_val).abs(), dim=0).tolist()
+        row = {
+            "epoch": epoch + 1,
+            "lr": f"{scheduler.get_last_lr()[0]:.6g}",
+            "train_loss": f"{loss_sum / max(loss_count, 1):.6g}",
+            "val_score": f"{float(np.mean([scores[i] for i in active])):.6g}",
+            "best_val_score": f"{float(np.mean([b['score'] for b in best])):.6g}",
+            **{f"val_mae_{t}": f"{v:.6g}" for t, v in zip(data.target_names, val_mae)},
+            "active_members": len(active),
+            "seconds": f"{time.perf_counter() - epoch_started:.2f}",
+        }
+        bar.set_postfix(val_mae=f"{float(np.nanmean(val_mae)):.4g}", active=len(active))
+        if run_dir is not None:
+            _append_metrics(run_dir / METRICS_FILE, header, row)
+            _atomic_torch_save(
+                {
+                    "format": RESUME_FORMAT,
+                    "version": RESUME_VERSION,
+                    "epoch": epoch + 1,
+                    "recipe": _recipe(cfg),
+                    "data_sha256": data_sha256,
+                    "module": _cpu_state(module),
+                    "optimiser": optimiser.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "best": best,
+                    "stopped": stopped,
+                    "generators": [g.get_state() for g in orders],
+                    "torch_rng": torch.get_rng_state(),
+                    "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
+                    "split": {k: torch.as_tensor(v) for k, v in (("train", train_rows), ("val", val_rows), ("test", test_rows))},
+                },
+                run_dir / RESUME_FILE,
+            )
+    bar.close()
+
+    # 7. best weights, calibration, metrics
+    for i in range(ensemble):
+        module.members[i].load_state_dict(best[i]["state"])
     module.eval()
-    with torch.no_grad():
-        mean, std = module(x_all[val_rows])
-    mean, std = mean.cpu().numpy(), std.cpu().numpy()
-    scales = []
-    for j in range(y_all.shape[1]):
-        ok = ~np.isnan(y_val[:, j]) & (std[:, j] > 0)
-        z = np.abs(mean[ok, j] - y_val[ok, j]) / std[ok, j]
-        scales.append(float(np.quantile(z, ONE_SIGMA)) if len(z) >= 5 else 1.0)
+    val_mean, val_std = (t.cpu().numpy() for t in module.combine(member_outputs(module, data.inputs, val_rows, device).to(device)))
+    y_val_np = y_val.numpy().astype(float)
+    scales, before = [], {}
+    for j, target in enumerate(data.target_names):
+        before[target] = calibration_metrics(y_val_np[:, j], val_mean[:, j], val_std[:, j])
+        scales.append(fit_std_scale(y_val_np[:, j], val_mean[:, j], val_std[:, j]) if cfg.recalibrate else 1.0)
     module.std_scale.copy_(torch.tensor(scales, dtype=module.std_scale.dtype))
     module.cpu()
-
-    names = list(targets.columns)
-    val_mae = _mae_per_target(mean, y_val)
-    val_rmse = np.sqrt(_column_nanmean(np.where(np.isnan(y_val), np.nan, (mean - y_val) ** 2)))
     metrics: dict[str, Any] = {
-        "val_mae": {t: float(v) for t, v in zip(names, val_mae)},
-        "val_rmse": {t: float(v) for t, v in zip(names, val_rmse)},
-        "std_scale": {t: s for t, s in zip(names, scales)},
-        "member_val_score": member_scores,
-        "best_epochs": best_epochs,
+        "val": _split_metrics(module, data, val_rows),
+        "calibration": {
+            "recalibrated": bool(cfg.recalibrate),
+            "std_scale": dict(zip(data.target_names, scales)),
+            "val_before": before,
+        },
+        "member_val_score": [float(b["score"]) for b in best],
+        "best_epochs": [int(b["epoch"]) + 1 for b in best],
         "n_train": int(len(train_rows)),
         "n_val": int(len(val_rows)),
+        "n_test": int(len(test_rows)),
         "device": str(device),
+        "amp": str(amp_dtype).replace("torch.", "") if use_amp else "off",
         "train_seconds": round(time.perf_counter() - started, 1),
     }
-    feature_sets = {}
-    for column in features.columns:
-        name = column.split(".", 1)[0]
-        feature_sets[name] = FEATURE_SETS[name].version
+    if len(test_rows):
+        metrics["test"] = _split_metrics(module, data, test_rows)
+    metrics["val_mae"] = {t: m["mae"] for t, m in metrics["val"].items()}
+
     spec = SurrogateSpec(
-        feature_sets=feature_sets,
-        feature_names=list(features.columns),
-        targets=names,
-        units={t: units.get(t, "") for t in names},
-        training={**(training_info or {}), "recipe": cfg.model_dump(mode="json"), "metrics": metrics},
+        feature_sets=data.feature_sets,
+        feature_names=data.feature_names,
+        targets=data.target_names,
+        units=data.units,
+        training={
+            **(training_info or {}),
+            "dataset": dict(dataset.info),
+            "data_sha256": data_sha256,
+            "n_rows": int(len(dataset)),
+            "n_used": int(len(data.ids)),
+            "n_failed": len(data.failures),
+            "split": {"kind": cfg.split.kind, "seed": int(split_seed)},
+            "recipe": cfg.model_dump(mode="json"),
+            "metrics": metrics,
+        },
     )
     return Surrogate(module, spec), metrics
+
+
+@torch.no_grad()
+def _split_metrics(module: EnsembleNet, data: TrainingData, rows: np.ndarray) -> dict[str, dict[str, float]]:
+    """Regression and calibration metrics per target on these rows (the module on the CPU)."""
+    mean, std = (t.numpy() for t in module.combine(member_outputs(module, data.inputs, rows, torch.device("cpu"))))
+    truth = data.targets[rows].numpy().astype(float)
+    out = {}
+    for j, target in enumerate(data.target_names):
+        out[target] = {
+            **regression_metrics(truth[:, j], mean[:, j]),
+            **calibration_metrics(truth[:, j], mean[:, j], std[:, j]),
+        }
+    return out
+
+
+# --- entry points -----------------------------------------------------------------------------------
 
 
 def train_surrogate(
@@ -211,40 +541,58 @@ def train_surrogate(
     *,
     dataset_info: dict[str, Any] | None = None,
 ) -> tuple[Surrogate, dict[str, Any]]:
-    """Featurize ``frame.formula`` with ``cfg.feature_sets`` and train on the other columns (the targets)."""
+    """Train on a table with a ``formula`` column and one column per target (composition-only data)."""
     if "formula" not in frame.columns:
         raise InputError(f"the training table needs a 'formula' column (has: {', '.join(map(str, frame.columns))})")
-    target_names = [c for c in frame.columns if c != "formula"]
-    if not target_names:
+    if len(frame.columns) < 2:
         raise InputError("the training table has no target columns besides 'formula'")
     frame = frame.reset_index(drop=True)
-    features, failures = featurize_formulas(frame["formula"].tolist(), cfg.feature_sets)
-    for failure in failures[:5]:
-        log.warning("training row %s skipped: %s", failure.record, failure.reason)
-    rows = features.index.to_numpy()
-    targets = frame.loc[rows, target_names].astype(float).set_axis(features.index)
-    has_target = targets.notna().any(axis=1).to_numpy()
-    features, targets, rows = features[has_target], targets[has_target], rows[has_target]
-    groups = [Composition(f).reduced_formula for f in frame.loc[rows, "formula"]]
-    info = {
-        "dataset": dict(dataset_info or {}),
-        "data_sha256": frame_hash(frame[["formula", *target_names]]),
-        "n_rows": int(len(frame)),
-        "n_used": int(len(features)),
-        "n_failed": len(failures),
-    }
-    return fit_surrogate(cfg, features, targets, units, groups=groups, progress=progress, training_info=info)
+    frame.index = pd.Index([str(i) for i in frame.index], name="id")
+    dataset = Dataset(frame, dict(units), dict(dataset_info or {}))
+    return train(cfg, dataset, progress=progress)
 
 
-def train_from_config(run_cfg: TrainRunConfig, progress: bool = True) -> Path:
-    """Load the dataset, train, and save the checkpoint to ``run_cfg.checkpoint``; returns its path."""
+def default_run_dir(run_cfg: TrainRunConfig) -> Path:
+    """``run_dir`` of the config, else ``<checkpoint>.run/`` beside the checkpoint."""
+    if run_cfg.run_dir:
+        return run_cfg.resolve(run_cfg.run_dir)
+    checkpoint = run_cfg.resolve(run_cfg.checkpoint)
+    return checkpoint.with_name(checkpoint.name + ".run")
+
+
+def train_from_config(run_cfg: TrainRunConfig, progress: bool = True, resume: bool = False) -> Path:
+    """Load the dataset, train (writing the run folder), save the checkpoint; returns its path."""
+    from mi.export.atomic import atomic_write_bytes
+
     dataset_cfg = run_cfg.train.dataset
-    path = run_cfg.resolve(dataset_cfg.path) if dataset_cfg.path else None
-    dataset = load_dataset(dataset_cfg, path)
-    surrogate, metrics = train_surrogate(
-        run_cfg.train, dataset.frame, dataset.units, progress, dataset_info=dataset.info
+    dataset = load_dataset(dataset_cfg, run_cfg.resolve(dataset_cfg.path) if dataset_cfg.path else None)
+    run_dir = default_run_dir(run_cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    resolved = run_cfg.model_dump(mode="json")
+    if dataset_cfg.path:
+        resolved["train"]["dataset"]["path"] = str(run_cfg.resolve(dataset_cfg.path).resolve())
+    resolved["checkpoint"] = str(run_cfg.resolve(run_cfg.checkpoint).resolve())
+    resolved["run_dir"] = str(run_dir.resolve())
+    atomic_write_bytes(run_dir / "config.yaml", yaml.safe_dump(resolved, sort_keys=False).encode())
+    surrogate, metrics = train(
+        run_cfg.train, dataset, run_dir=run_dir, resume=resume, progress=progress,
+        training_info={"name": run_cfg.name},
     )
-    spec = dataclasses.replace(surrogate.spec, training={"name": run_cfg.name, **surrogate.spec.training})
-    out = save_checkpoint(Surrogate(surrogate.module, spec), run_cfg.resolve(run_cfg.checkpoint).resolve())
+    out = save_checkpoint(surrogate, run_cfg.resolve(run_cfg.checkpoint).resolve())
     log.info("saved %s (val MAE %s)", out, metrics["val_mae"])
     return out
+
+
+__all__ = [
+    "TrainingData",
+    "default_run_dir",
+    "featurize_formulas",
+    "group_keys",
+    "lr_factor",
+    "masked_loss",
+    "prepare_data",
+    "split_rows",
+    "train",
+    "train_from_config",
+    "train_surrogate",
+]

@@ -1,8 +1,11 @@
 """Exact property calculators: small plain functions of one candidate or one composition.
 
-Each registered calculator turns (candidate, context) into one float. NaN means the value cannot be known
-from what the candidate carries (no structure, no price); `why_missing` says why, for the run's notes.
-A calculator raises only when the candidate itself is unusable (empty composition, placeholder species).
+Each registered calculator turns (candidate, context) into one float (a flag: 1.0 / 0.0). NaN means the
+value cannot be known from what the candidate carries (no structure, no price, a missing element fact);
+`why_missing` says why, for the run's notes. A calculator raises only when the candidate itself is
+unusable (empty composition, placeholder species).
+
+`CALCULATORS` maps the names used in ``properties.calculators`` to groups of calculators, one column each.
 """
 
 from __future__ import annotations
@@ -11,9 +14,11 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+import pandas as pd
 from pymatgen.core import Composition, Element
 
 from mi.candidates.base import Candidate
+from mi.properties import redox, supply
 
 FARADAY_C_PER_MOL = 96485.33212
 # Charge carried per working ion; Q = n * z * F / (3.6 * M).
@@ -52,6 +57,22 @@ def capacity_mAh_g(composition: Composition, working_ion: str = "Li") -> float:
     return n * ION_CHARGE[working_ion] * FARADAY_C_PER_MOL / (3.6 * float(comp.weight))
 
 
+def redox_capacity_mAh_g(composition: Composition, working_ion: str = "Li") -> float:
+    """Theoretical gravimetric capacity (mAh/g) counting only the working ions that the redox-active
+    cations can release (`mi.properties.redox`): Q = n_out * z * F / (3.6 * M), with
+    n_out = min(n, headroom / z). NaN when no charge-balanced oxidation states exist."""
+    comp = _elements(composition)
+    n_out = redox.extractable_ions(comp, working_ion, ION_CHARGE[working_ion])
+    if math.isnan(n_out):
+        return math.nan
+    return n_out * ION_CHARGE[working_ion] * FARADAY_C_PER_MOL / (3.6 * float(comp.weight))
+
+
+def volumetric_capacity_mAh_cm3(capacity_mAh_g: float, density_g_cm3: float) -> float:
+    """mAh/g x g/cm3; NaN when either is unknown."""
+    return capacity_mAh_g * density_g_cm3
+
+
 def missing_prices(composition: Composition, prices: Mapping[str, float]) -> list[str]:
     """Elements of the composition without a finite price, sorted by symbol."""
     return sorted(
@@ -77,6 +98,17 @@ class Context:
 
     working_ion: str = "Li"
     prices: Mapping[str, float] = field(default_factory=dict)  # element symbol -> USD/kg (absent = unknown)
+    facts: pd.DataFrame | None = None  # the element table, indexed by symbol (None: no calculator needs it)
+    capacity_mode: str = "redox"
+    min_mass_fraction: float = 0.01
+    feoc_china_refining_pct: float = 50.0
+    crma_top_country_pct: float = 65.0
+
+    @property
+    def table(self) -> pd.DataFrame:
+        if self.facts is None:
+            raise RuntimeError("this calculator needs the element table (needs_facts=True)")
+        return self.facts
 
 
 @dataclass(frozen=True)
@@ -86,6 +118,13 @@ class Calculator:
     compute: Callable[[Candidate, Context], float]
     why_missing: Callable[[Candidate, Context], str]  # asked only when compute gave NaN
     needs_prices: bool = False
+    needs_facts: bool = False  # reads the element table beyond prices
+    flag: bool = False  # a yes/no finding (1.0 / 0.0), written as a boolean column
+    # (element-table column, what it is): a finite value leaves out the elements lacking that fact (an
+    # unknown share raises no flag); the run's notes name them.
+    caveat: tuple[str, str] | None = None
+    # (element-table column, what it is): a NaN comes from elements lacking that fact; notes count them.
+    missing_fact: tuple[str, str] | None = None
 
 
 def _no_structure(candidate: Candidate, ctx: Context) -> str:
@@ -100,14 +139,165 @@ def _not_computed(candidate: Candidate, ctx: Context) -> str:
     return "not computable"
 
 
-CALCULATORS: dict[str, Calculator] = {
-    "density": Calculator(
-        "density_g_cm3", "g/cm3", lambda c, ctx: density_g_cm3(c), _no_structure
+def _no_oxidation_states(candidate: Candidate, ctx: Context) -> str:
+    return "no charge-balanced oxidation states within the accessible redox states (mi.properties.redox)"
+
+
+def _no_fact(column: str, what: str | None = None) -> Callable[[Candidate, Context], str]:
+    def why(candidate: Candidate, ctx: Context) -> str:
+        if column not in ctx.table.columns:
+            return f"the element table has no {column} column"
+        return f"no {what or column} for {', '.join(supply.missing_facts(candidate.composition, ctx.table, column))}"
+
+    return why
+
+
+def _capacity(candidate: Candidate, ctx: Context) -> float:
+    if ctx.capacity_mode == "formula":
+        return capacity_mAh_g(candidate.composition, ctx.working_ion)
+    return redox_capacity_mAh_g(candidate.composition, ctx.working_ion)
+
+
+def _capacity_why(candidate: Candidate, ctx: Context) -> str:
+    return _no_oxidation_states(candidate, ctx) if ctx.capacity_mode == "redox" else "not computable"
+
+
+def _capacity_mAh_cm3(candidate: Candidate, ctx: Context) -> float:
+    return volumetric_capacity_mAh_cm3(_capacity(candidate, ctx), density_g_cm3(candidate))
+
+
+def _capacity_mAh_cm3_why(candidate: Candidate, ctx: Context) -> str:
+    return _no_structure(candidate, ctx) if candidate.structure is None else _capacity_why(candidate, ctx)
+
+
+def _flag(found: bool) -> float:
+    return 1.0 if found else 0.0
+
+
+def _no_target_price(candidate: Candidate, ctx: Context) -> str:
+    gaps = [e for e in supply.missing_facts(candidate.composition, ctx.table, "price_usd_per_kg")]
+    gaps = [e for e in gaps if e in supply.RECOVERY_TARGETS_2031]
+    return f"no price for {', '.join(gaps)} (an element with an EU 2031 recovery target)"
+
+
+def _risk_why(candidate: Candidate, ctx: Context) -> str:
+    return _no_fact("hhi_production", "production HHI")(candidate, ctx)
+
+
+CALCULATORS: dict[str, tuple[Calculator, ...]] = {
+    "density": (Calculator("density_g_cm3", "g/cm3", lambda c, ctx: density_g_cm3(c), _no_structure),),
+    "capacity": (
+        Calculator("capacity_mAh_g", "mAh/g", _capacity, _capacity_why),
+        Calculator("capacity_mAh_cm3", "mAh/cm3", _capacity_mAh_cm3, _capacity_mAh_cm3_why),
+        Calculator(
+            "capacity_formula_mAh_g",
+            "mAh/g",
+            lambda c, ctx: capacity_mAh_g(c.composition, ctx.working_ion),
+            _not_computed,
+        ),
+        Calculator(
+            "capacity_redox_mAh_g",
+            "mAh/g",
+            lambda c, ctx: redox_capacity_mAh_g(c.composition, ctx.working_ion),
+            _no_oxidation_states,
+        ),
     ),
-    "capacity": Calculator(
-        "capacity_mAh_g", "mAh/g", lambda c, ctx: capacity_mAh_g(c.composition, ctx.working_ion), _not_computed
+    "cost": (
+        Calculator(
+            "cost_usd_kg", "USD/kg", lambda c, ctx: cost_usd_kg(c.composition, ctx.prices), _no_price, needs_prices=True
+        ),
     ),
-    "cost": Calculator(
-        "cost_usd_kg", "USD/kg", lambda c, ctx: cost_usd_kg(c.composition, ctx.prices), _no_price, needs_prices=True
+    "supply": (
+        Calculator(
+            "supply_risk",
+            "0-1",
+            lambda c, ctx: supply.supply_risk(c.composition, ctx.table),
+            _risk_why,
+            needs_facts=True,
+            missing_fact=("hhi_production", "production HHI"),
+        ),
+        Calculator(
+            "hhi_production",
+            "0-10000",
+            lambda c, ctx: supply.weighted(c.composition, ctx.table, "hhi_production"),
+            _no_fact("hhi_production", "production HHI"),
+            needs_facts=True,
+            missing_fact=("hhi_production", "production HHI"),
+        ),
+        Calculator(
+            "hhi_reserve",
+            "0-10000",
+            lambda c, ctx: supply.weighted(c.composition, ctx.table, "hhi_reserve"),
+            _no_fact("hhi_reserve", "reserve HHI"),
+            needs_facts=True,
+            missing_fact=("hhi_reserve", "reserve HHI"),
+        ),
+        Calculator(
+            "feoc_exposed",
+            "flag",
+            lambda c, ctx: _flag(
+                supply.feoc_elements(c.composition, ctx.table, ctx.feoc_china_refining_pct, ctx.min_mass_fraction)
+            ),
+            _not_computed,
+            needs_facts=True,
+            flag=True,
+            caveat=("china_refining_share_pct", "China refining share"),
+        ),
+        Calculator(
+            "crma_concentration_flag",
+            "flag",
+            lambda c, ctx: _flag(
+                supply.crma_elements(c.composition, ctx.table, ctx.crma_top_country_pct, ctx.min_mass_fraction)
+            ),
+            _not_computed,
+            needs_facts=True,
+            flag=True,
+            caveat=("top_mine_share_pct", "top mining country share"),
+        ),
+        Calculator(
+            "eu_crm_mass_fraction",
+            "kg/kg",
+            lambda c, ctx: supply.eu_crm_mass_fraction(c.composition, ctx.table),
+            _no_fact("eu_crm_2023", "EU CRMA 2023 list status"),
+            needs_facts=True,
+            missing_fact=("eu_crm_2023", "EU CRMA 2023 list status"),
+        ),
+        Calculator("co_free", "flag", lambda c, ctx: _flag(not supply.contains(c.composition, "Co")), _not_computed,
+                   flag=True),
+        Calculator("ni_free", "flag", lambda c, ctx: _flag(not supply.contains(c.composition, "Ni")), _not_computed,
+                   flag=True),
+    ),
+    "co2": (
+        Calculator(
+            "co2_kg_per_kg",
+            "kg CO2e/kg",
+            lambda c, ctx: supply.co2_kg_per_kg(c.composition, ctx.table),
+            _no_fact("co2_kg_per_kg", "CO2 factor"),
+            needs_facts=True,
+            missing_fact=("co2_kg_per_kg", "CO2 factor"),
+        ),
+        Calculator(
+            "co2_lower_bound_kg_per_kg",
+            "kg CO2e/kg",
+            lambda c, ctx: supply.co2_lower_bound_kg_per_kg(c.composition, ctx.table),
+            _no_fact("co2_kg_per_kg", "CO2 factor"),
+            needs_facts=True,
+            caveat=("co2_kg_per_kg", "CO2 factor"),
+        ),
+    ),
+    "circularity": (
+        Calculator(
+            "recoverable_value_usd_kg",
+            "USD/kg",
+            lambda c, ctx: supply.recoverable_value_usd_kg(c.composition, ctx.table),
+            _no_target_price,
+            needs_facts=True,
+        ),
+        Calculator(
+            "recycled_content_2031_kg_per_kg",
+            "kg/kg",
+            lambda c, ctx: supply.recycled_content_2031_kg_per_kg(c.composition),
+            _not_computed,
+        ),
     ),
 }

@@ -9,47 +9,84 @@ import numpy as np
 import pandas as pd
 
 from mi.config import RankingConfig
-from mi.ranking.constraints import apply_constraints, describe, numeric_column
+from mi.errors import ConfigError
+from mi.ranking.constraints import active_constraints, apply_constraints, describe, numeric_column, probability_within
 from mi.ranking.pareto import crowding_distance, pareto_ranks
-from mi.ranking.score import normalise, weighted_score
+from mi.ranking.score import normalise, ucb_score, weighted_score
 
 __all__ = [
+    "active_constraints",
     "apply_constraints",
     "crowding_distance",
     "describe",
     "normalise",
     "pareto_ranks",
+    "probability_within",
     "rank",
+    "ucb_score",
     "weighted_score",
 ]
+
+RANKING_COLUMNS = ("rank", "score", "ucb_score", "pareto_rank", "crowding_distance")
 
 
 def rank(table: pd.DataFrame, cfg: RankingConfig) -> tuple[pd.DataFrame, dict]:
     """Constrain, score and order candidates.
 
     `table` needs an ``id`` column. Returns the kept rows with ``score`` (weighted, 1 = best),
-    ``pareto_rank`` (1 = front, over the same objectives) and ``rank`` (1..n, first column), sorted by
-    score descending, then pareto_rank ascending, then id ascending; and a summary
-    ``{"rows_in", "rows_kept", "removed": {constraint: rows removed}}``.
+    ``ucb_score`` (only with ``ucb_kappa``), ``pareto_rank`` (1 = front, over the same objectives),
+    ``crowding_distance`` (NSGA-II, within the row's front; inf at a front's extremes) and ``rank``
+    (1..n, first column), sorted by ``sort_by`` (score or ucb_score) descending, then pareto_rank
+    ascending, then id ascending; and a summary ``{"rows_in", "rows_kept", "removed": {constraint: rows
+    removed}, "skipped": [notes], "objectives": [columns used]}``. Optional constraints and objectives
+    (``required: false``) on columns the table lacks are skipped with a note in ``skipped``.
     """
     if "id" not in table.columns:
         raise ValueError("the table to rank needs an 'id' column")
+    _, skipped = active_constraints(table, cfg.constraints)
+    objectives = []
+    for o in cfg.objectives:
+        if not o.required and o.column not in table.columns:
+            skipped.append(f"objective {o.direction} {o.column} skipped: no such column (required: false)")
+        else:
+            objectives.append(o)
+    if not objectives:
+        raise ConfigError("ranking.objectives: every objective was skipped (their columns are absent)")
     # Check every objective column before anything else, so the first error is a config error.
     for i, objective in enumerate(cfg.objectives):
-        numeric_column(table, objective.column, f"ranking.objectives[{i}].column")
+        if objective in objectives:
+            numeric_column(table, objective.column, f"ranking.objectives[{i}].column")
     kept, removed = apply_constraints(table, cfg.constraints)
-    out = kept.reset_index(drop=True).drop(columns=["rank", "score", "pareto_rank"], errors="ignore")
-    score = weighted_score(out, cfg.objectives)
+    out = kept.reset_index(drop=True).drop(columns=list(RANKING_COLUMNS), errors="ignore")
+    # An objective without a single value (energy without a voltage model) cannot order anything; left in,
+    # it would only shrink every score by its weight.
+    if len(out):
+        informative = [o for o in objectives if np.isfinite(numeric_column(out, o.column, o.column)).any()]
+        for o in objectives:
+            if o not in informative:
+                skipped.append(f"objective {o.direction} {o.column} left out: no candidate has a value")
+        objectives = informative or objectives
+    score = weighted_score(out, objectives)
     values = np.column_stack(
-        [numeric_column(out, o.column, f"ranking.objectives[{i}].column") for i, o in enumerate(cfg.objectives)]
-    )
-    fronts = pareto_ranks(values, [o.direction == "max" for o in cfg.objectives])
+        [numeric_column(out, o.column, o.column) for o in objectives]
+    ).reshape(len(out), len(objectives))
+    fronts = pareto_ranks(values, [o.direction == "max" for o in objectives])
     out["score"] = score
+    if cfg.ucb_kappa is not None:
+        out["ucb_score"] = ucb_score(out, objectives, cfg.ucb_kappa)
     out["pareto_rank"] = fronts
+    out["crowding_distance"] = crowding_distance(values, fronts)
     # Scores rounded to 12 digits for ordering, so summation noise cannot reorder equal scores.
+    key = out[cfg.sort_by].to_numpy(dtype=float)
     ids = out["id"].astype(str).to_numpy()
-    order = np.lexsort((ids, fronts, -np.round(score, 12)))
+    order = np.lexsort((ids, fronts, -np.round(key, 12)))
     out = out.iloc[order].reset_index(drop=True)
     out.insert(0, "rank", np.arange(1, len(out) + 1, dtype=np.int64))
-    summary = {"rows_in": int(len(table)), "rows_kept": int(len(out)), "removed": removed}
+    summary = {
+        "rows_in": int(len(table)),
+        "rows_kept": int(len(out)),
+        "removed": removed,
+        "skipped": skipped,
+        "objectives": [o.column for o in objectives],
+    }
     return out, summary

@@ -1,7 +1,13 @@
-"""Hard limits on columns: rows outside any [min, max] are dropped before scoring."""
+"""Hard limits on columns: rows outside any [min, max] are dropped before scoring.
+
+A constraint with ``probability: p`` treats the column as the mean of a normal distribution whose std is
+in ``std_column`` (default ``<column>_std``) and keeps a row when P(min <= X <= max) >= p. A constraint
+with ``required: false`` on a column the table lacks is skipped (the summary says so).
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -34,7 +40,49 @@ def describe(constraint: Constraint) -> str:
         text = f"{col} >= {lo:g}"
     else:
         text = f"{col} <= {hi:g}"
+    if constraint.probability is not None:
+        text = f"P({text}) >= {constraint.probability:g}"
     return text + (" (missing kept)" if constraint.keep_missing else "")
+
+
+_SQRT2 = math.sqrt(2.0)
+_erf = np.frompyfunc(math.erf, 1, 1)
+
+
+def _normal_cdf(z: np.ndarray) -> np.ndarray:
+    """Phi(z); +-inf give 1 and 0, NaN stays NaN."""
+    return (0.5 * (1.0 + _erf(np.asarray(z, dtype=float) / _SQRT2))).astype(float)
+
+
+def probability_within(mean: np.ndarray, std: np.ndarray, lo: float | None, hi: float | None) -> np.ndarray:
+    """P(lo <= X <= hi) for X ~ Normal(mean, std); std = 0 is a point mass; NaN mean or std gives NaN."""
+    mean = np.asarray(mean, dtype=float)
+    std = np.asarray(std, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        upper = np.ones_like(mean) if hi is None else _normal_cdf((hi - mean) / std)
+        lower = np.zeros_like(mean) if lo is None else _normal_cdf((lo - mean) / std)
+    p = upper - lower
+    point = std == 0  # (x - mean) / 0 is +-inf or NaN; decide on the mean itself
+    if point.any():
+        inside = np.ones_like(mean, dtype=bool)
+        if lo is not None:
+            inside &= mean >= lo
+        if hi is not None:
+            inside &= mean <= hi
+        p = np.where(point, inside.astype(float), p)
+    return np.where(np.isnan(mean) | np.isnan(std) | (std < 0), np.nan, p)
+
+
+def active_constraints(table: pd.DataFrame, constraints: Sequence[Constraint]) -> tuple[list[int], list[str]]:
+    """Indices of the constraints that apply to `table`, and a note for each optional one skipped because
+    its column is absent."""
+    active, skipped = [], []
+    for i, c in enumerate(constraints):
+        if not c.required and c.column not in table.columns:
+            skipped.append(f"constraint {describe(c)} skipped: no column {c.column!r} (required: false)")
+        else:
+            active.append(i)
+    return active, skipped
 
 
 def apply_constraints(
@@ -42,24 +90,44 @@ def apply_constraints(
 ) -> tuple[pd.DataFrame, dict[str, int]]:
     """Keep the rows within every constraint's bounds (inclusive).
 
-    A missing value (NaN) fails a constraint unless the constraint has ``keep_missing``. Constraints are
-    applied in order; each one's count is the rows it removed from those the earlier ones kept, so the
-    counts add up to the rows removed. Every column is checked before any row is dropped.
+    A missing value (NaN, also a missing std of a probabilistic constraint) fails a constraint unless the
+    constraint has ``keep_missing``. Constraints are applied in order; each one's count is the rows it
+    removed from those the earlier ones kept, so the counts add up to the rows removed. Every column is
+    checked before any row is dropped; optional constraints on absent columns are skipped
+    (`active_constraints`).
     """
-    columns = [
-        numeric_column(table, c.column, f"ranking.constraints[{i}].column") for i, c in enumerate(constraints)
-    ]
+    active, _ = active_constraints(table, constraints)
+    checked = []
+    for i in active:
+        c = constraints[i]
+        values = numeric_column(table, c.column, f"ranking.constraints[{i}].column")
+        std = None
+        if c.probability is not None:
+            key = f"ranking.constraints[{i}].std_column" if c.std_column else f"ranking.constraints[{i}].probability"
+            if c.std not in table.columns:
+                raise ConfigError(
+                    f"{key}: a probabilistic constraint needs the std column {c.std!r}, which the candidate "
+                    f"table lacks (is {c.column!r} predicted with uncertainty?)"
+                )
+            std = numeric_column(table, c.std, key)
+        checked.append((c, values, std))
     keep = np.ones(len(table), dtype=bool)
     removed: dict[str, int] = {}
-    for constraint, values in zip(constraints, columns):
+    for constraint, values, std in checked:
         with np.errstate(invalid="ignore"):
-            ok = np.ones(len(table), dtype=bool)
-            if constraint.min is not None:
-                ok &= values >= constraint.min
-            if constraint.max is not None:
-                ok &= values <= constraint.max
+            if std is not None:
+                p = probability_within(values, std, constraint.min, constraint.max)
+                ok = p >= constraint.probability
+                missing = np.isnan(p)
+            else:
+                ok = np.ones(len(table), dtype=bool)
+                if constraint.min is not None:
+                    ok &= values >= constraint.min
+                if constraint.max is not None:
+                    ok &= values <= constraint.max
+                missing = np.isnan(values)
         if constraint.keep_missing:
-            ok |= np.isnan(values)
+            ok |= missing
         key = describe(constraint)
         removed[key] = removed.get(key, 0) + int(np.count_nonzero(keep & ~ok))
         keep &= ok

@@ -1,4 +1,5 @@
-"""Weighted score: every objective normalised to [0, 1] (1 = best), then a weighted mean."""
+"""Weighted score: every objective normalised to [0, 1] (1 = best), then a weighted mean; and its optimistic
+(upper-confidence-bound) twin for exploration."""
 
 from __future__ import annotations
 
@@ -77,3 +78,29 @@ def weighted_score(table: pd.DataFrame, objectives: Sequence[Objective]) -> np.n
         if w:
             score += w * normalise(values, objective.direction, objective.normalise)
     return np.clip(score, 0.0, 1.0)
+
+
+def optimistic_values(table: pd.DataFrame, objective: Objective, kappa: float, key: str) -> np.ndarray:
+    """mean + kappa * std for a "max" objective, mean - kappa * std for "min", with the std from
+    ``<column>_std`` where the table has it; a column without one (an exact property), or a row whose
+    std is missing, keeps its mean."""
+    values = numeric_column(table, objective.column, key)
+    std_column = f"{objective.column}_std"
+    if std_column not in table.columns:
+        return values
+    std = np.nan_to_num(numeric_column(table, std_column, key), nan=0.0)
+    return values + kappa * std if objective.direction == "max" else values - kappa * std
+
+
+def ucb_score(table: pd.DataFrame, objectives: Sequence[Objective], kappa: float) -> np.ndarray:
+    """The weighted score (same weights and normalisations) of the optimistic values: with kappa = 0 it
+    equals `weighted_score`; larger kappa favours candidates the surrogate is unsure about."""
+    optimistic = pd.DataFrame(
+        {
+            f"objective_{i}": optimistic_values(table, o, kappa, f"ranking.objectives[{i}].column")
+            for i, o in enumerate(objectives)
+        },
+        index=table.index,
+    )
+    renamed = [o.model_copy(update={"column": f"objective_{i}"}) for i, o in enumerate(objectives)]
+    return weighted_score(optimistic, renamed)

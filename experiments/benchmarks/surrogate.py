@@ -1,0 +1,256 @@
+"""Benchmark the surrogates against a random forest on the same data, in the same run.
+
+Tasks (data from ../shared; each skipped with a message where it is absent):
+
+* ``eform``: formation energy per atom, ``mp_composition/mp_e_form_dev.csv``, seeded 80/20 row split; ours is
+  the recipe of ``configs/train_eform.yaml`` (element-attention ensemble); goal: MAE at least 40 % below
+  the RF's at equal training data, training within 15 minutes on 2 CPU cores;
+* ``ehull``: energy above hull, ``mp_e_hull_train.csv`` -> ``mp_e_hull_val.csv``; MAE, and F1 and discovery
+  acceleration factor of "e_hull <= 0.05 eV/atom" (``configs/train_ehull.yaml``);
+* ``obelix``: log10 ionic conductivity, 5-fold cross-validation on the OBELiX training split, grouped by
+  reduced formula; MAE and Spearman (``configs/train_obelix.yaml``).
+
+The RF (``sklearn.ensemble.RandomForestRegressor``) sees the same training rows, described by the Magpie
+composition features (`mi.features`, set ``composition``; plus ``structure`` where the recipe uses it). It
+holds out nothing; ours holds out its own validation rows from the training rows (early stopping,
+uncertainty recalibration). Numbers on these splits are development figures (the hidden test splits are not
+in ../shared).
+
+    python experiments/benchmarks/surrogate.py [--task eform|ehull|obelix|all] [--quick] [--threads 2]
+                                               [--trees 100] [--set KEY=VALUE ...]
+
+``--quick`` subsamples (2,000 training rows, 2 members, a few epochs) for a smoke run in a minute or two.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from pymatgen.core import Composition
+from sklearn.ensemble import RandomForestRegressor
+from sklearn.model_selection import GroupKFold
+
+from mi.config import load_train_config
+from mi.features import featurize
+from mi.models.datasets import Dataset, load_dataset
+from mi.models.evaluate import calibration_metrics, classification_metrics, regression_metrics
+from mi.models.train import train
+
+ROOT = Path(__file__).resolve().parents[2]
+SHARED = ROOT.parent / "shared"
+CONFIGS = ROOT / "configs"
+QUICK = ["train.model.ensemble_size=2", "train.epochs=4", "train.patience=4"]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--task", choices=["eform", "ehull", "obelix", "all"], default="all")
+    parser.add_argument("--quick", action="store_true", help="small subsample, 2 members, few epochs")
+    parser.add_argument("--threads", type=int, default=2, help="torch and RF threads (default 2)")
+    parser.add_argument("--trees", type=int, default=100, help="random-forest trees (default 100)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                        help="override the task's recipe, e.g. --set train.epochs=10 (repeatable)")
+    parser.add_argument("--progress", action="store_true", help="show the training progress bar")
+    return parser.parse_args(argv)
+
+
+def _recipe(name: str, args: argparse.Namespace):
+    overrides = ["train.device=cpu", *(QUICK if args.quick else []), *args.overrides]
+    run = load_train_config(CONFIGS / name, overrides)
+    return run, run.train
+
+
+def _dataset(run) -> Dataset:
+    cfg = run.train.dataset
+    return load_dataset(cfg, run.resolve(cfg.path) if cfg.path else None)
+
+
+def _rf_features(dataset: Dataset, sets: list[str]) -> np.ndarray:
+    candidates, failures = dataset.candidates()
+    if failures:
+        raise SystemExit(f"{len(failures)} rows could not be read, e.g. {failures[0].reason}")
+    features, _ = featurize(candidates, sets)
+    features = features.reindex([c.id for c in candidates])
+    return np.nan_to_num(features.to_numpy(dtype=float), nan=0.0)
+
+
+def _rf(x_train, y_train, x_test, args, seed) -> tuple[np.ndarray, float]:
+    started = time.perf_counter()
+    forest = RandomForestRegressor(n_estimators=args.trees, random_state=seed, n_jobs=args.threads)
+    forest.fit(x_train, y_train)
+    return forest.predict(x_test), time.perf_counter() - started
+
+
+def _ours(cfg, train_set: Dataset, test_set: Dataset, target: str, args) -> tuple[np.ndarray, np.ndarray, float, dict]:
+    started = time.perf_counter()
+    surrogate, metrics = train(cfg, train_set, progress=args.progress)
+    seconds = time.perf_counter() - started
+    candidates, _ = test_set.candidates()
+    prediction = surrogate.predict(candidates=candidates).reindex(test_set.frame.index)
+    return prediction[target].to_numpy(), prediction[f"{target}_std"].to_numpy(), seconds, metrics
+
+
+def _line(label: str, values: dict[str, float], seconds: float | None = None) -> str:
+    cells = "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items())
+    return f"  {label:<42} {cells}" + (f"  ({seconds:.0f} s)" if seconds is not None else "")
+
+
+def _describe(cfg) -> str:
+    model = cfg.model
+    size = {k: v for k, v in model.model_dump().items() if k not in ("kind",)}
+    return f"{model.kind} {size}, loss {cfg.loss}, <= {cfg.epochs} epochs, batch {cfg.batch_size}"
+
+
+def task_eform(args) -> dict:
+    run, cfg = _recipe("train_eform.yaml", args)
+    dataset = _dataset(run)
+    (target,) = dataset.targets
+    rows = np.random.default_rng(args.seed).permutation(len(dataset))
+    n_train = int(0.8 * len(rows))
+    train_rows, test_rows = rows[:n_train], rows[n_train:]
+    if args.quick:
+        train_rows, test_rows = train_rows[:2000], test_rows[:1000]
+    train_set, test_set = dataset.subset(train_rows), dataset.subset(test_rows)
+    print(f"\n[eform] {len(dataset)} rows; seeded 80/20 split: {len(train_set)} train, {len(test_set)} test")
+    print(f"  ours: {_describe(cfg)}")
+    y_test = test_set.frame[target].to_numpy(dtype=float)
+
+    mean, std, ours_s, _ = _ours(cfg, train_set, test_set, target, args)
+    x_all = _rf_features(dataset.subset(np.concatenate([train_rows, test_rows])), ["composition"])
+    rf_pred, rf_s = _rf(x_all[: len(train_rows)], train_set.frame[target].to_numpy(dtype=float),
+                        x_all[len(train_rows) :], args, args.seed)
+    ours, rf = regression_metrics(y_test, mean), regression_metrics(y_test, rf_pred)
+    calibration = calibration_metrics(y_test, mean, std)
+    print(_line("ours", {"MAE": ours["mae"], "R2": ours["r2"]}, ours_s))
+    print(_line(f"RF ({args.trees} trees, Magpie composition)", {"MAE": rf["mae"], "R2": rf["r2"]}, rf_s))
+    print(_line("ours calibration (test)", {"within 1 std": calibration["within_1sigma"],
+                                            "within 2 std": calibration["within_2sigma"]}))
+    ratio = ours["mae"] / rf["mae"]
+    print(f"  MAE ratio ours/RF: {ratio:.3f}  (goal <= 0.60; training {ours_s / 60:.1f} min, goal <= 15)")
+    return {"task": "eform", "ours_mae": ours["mae"], "rf_mae": rf["mae"], "ratio": ratio, "train_s": ours_s}
+
+
+def task_ehull(args) -> dict:
+    run, cfg = _recipe("train_ehull.yaml", args)
+    train_set = _dataset(run)
+    (target,) = train_set.targets
+    val_cfg = run.train.dataset.model_copy(update={"path": str(run.resolve(run.train.dataset.path)).replace("_train", "_val")})
+    test_set = load_dataset(val_cfg, val_cfg.path)
+    if args.quick:
+        train_set, test_set = train_set.subset(np.arange(2000)), test_set.subset(np.arange(1000))
+    print(f"\n[ehull] train {len(train_set)} rows (mp_e_hull_train), test {len(test_set)} rows (mp_e_hull_val)")
+    print(f"  ours: {_describe(cfg)}")
+    y_test = test_set.frame[target].to_numpy(dtype=float)
+    mean, std, ours_s, _ = _ours(cfg, train_set, test_set, target, args)
+    x_train = _rf_features(train_set, ["composition"])
+    x_test = _rf_features(test_set, ["composition"])
+    rf_pred, rf_s = _rf(x_train, train_set.frame[target].to_numpy(dtype=float), x_test, args, args.seed)
+    out = {"task": "ehull"}
+    for label, prediction, seconds in (("ours", mean, ours_s), (f"RF ({args.trees} trees)", rf_pred, rf_s)):
+        reg = regression_metrics(y_test, prediction)
+        hits = classification_metrics(y_test, prediction, "<=", 0.05)
+        print(_line(label, {"MAE": reg["mae"], "F1@0.05": hits["f1"], "DAF@0.05": hits["daf"],
+                            "precision": hits["precision"], "recall": hits["recall"]}, seconds))
+        key = "ours" if label == "ours" else "rf"
+        out.update({f"{key}_mae": reg["mae"], f"{key}_f1": hits["f1"], f"{key}_daf": hits["daf"]})
+    print(f"  prevalence of e_hull <= 0.05 in the test rows: {np.mean(y_test <= 0.05):.3f}")
+    calibration = calibration_metrics(y_test, mean, std)
+    print(_line("ours calibration (test)", {"within 1 std": calibration["within_1sigma"],
+                                            "within 2 std": calibration["within_2sigma"]}))
+    out["ratio"] = out["ours_mae"] / out["rf_mae"]
+    print(f"  MAE ratio ours/RF: {out['ratio']:.3f}; F1 ours {out['ours_f1']:.3f} vs RF {out['rf_f1']:.3f}; "
+          f"DAF ours {out['ours_daf']:.2f} vs RF {out['rf_daf']:.2f}")
+    return out
+
+
+def task_obelix(args) -> dict:
+    run, cfg = _recipe("train_obelix.yaml", args)
+    dataset = _dataset(run)
+    (target,) = dataset.targets
+    y = dataset.frame[target].to_numpy(dtype=float)
+    known = np.flatnonzero(np.isfinite(y))
+    dataset, y = dataset.subset(known), y[known]
+    n_structures = sum(s is not None for s in dataset.structures or ())
+    groups = np.array([Composition(f).reduced_formula for f in dataset.frame["formula"]])
+    sets = list(cfg.model.feature_sets) if cfg.model.kind == "mlp" else ["composition"]
+    x = _rf_features(dataset, sets)
+    folds = list(GroupKFold(n_splits=5, shuffle=True, random_state=args.seed).split(x, y, groups))
+    if args.quick:
+        folds = folds[:2]
+    print(f"\n[obelix] {len(dataset)} rows with a conductivity ({n_structures} with a CIF); {len(folds)}-fold CV "
+          f"grouped by reduced formula; target {target}")
+    print(f"  ours: {_describe(cfg)}; RF on {', '.join(sets)} features")
+    ours_pred, rf_pred = np.full(len(y), np.nan), np.full(len(y), np.nan)
+    ours_std = np.full(len(y), np.nan)
+    seconds = {"ours": 0.0, "rf": 0.0}
+    per_fold = {"ours": [], "rf": []}
+    for k, (train_rows, test_rows) in enumerate(folds):
+        fold_cfg = cfg.model_copy(update={"seed": args.seed + k})
+        mean, std, s, _ = _ours(fold_cfg, dataset.subset(train_rows), dataset.subset(test_rows), target, args)
+        ours_pred[test_rows], ours_std[test_rows] = mean, std
+        seconds["ours"] += s
+        rf_pred[test_rows], s = _rf(x[train_rows], y[train_rows], x[test_rows], args, args.seed + k)
+        seconds["rf"] += s
+        for key, pred in (("ours", ours_pred), ("rf", rf_pred)):
+            per_fold[key].append(regression_metrics(y[test_rows], pred[test_rows])["mae"])
+        print(f"  fold {k + 1}: n_test {len(test_rows)}  MAE ours {per_fold['ours'][-1]:.3f}  RF {per_fold['rf'][-1]:.3f}")
+    done = np.isfinite(ours_pred)
+    out = {"task": "obelix"}
+    for key, label, pred in (("ours", "ours", ours_pred), ("rf", f"RF ({args.trees} trees)", rf_pred)):
+        reg = regression_metrics(y[done], pred[done])
+        print(_line(label, {"MAE": reg["mae"], "MAE fold std": float(np.std(per_fold[key])),
+                            "Spearman": reg["spearman"]}, seconds[key]))
+        out.update({f"{key}_mae": reg["mae"], f"{key}_spearman": reg["spearman"]})
+    calibration = calibration_metrics(y[done], ours_pred[done], ours_std[done])
+    print(_line("ours calibration (held-out folds)", {"within 1 std": calibration["within_1sigma"],
+                                                      "within 2 std": calibration["within_2sigma"]}))
+    out["ratio"] = out["ours_mae"] / out["rf_mae"]
+    print(f"  MAE ratio ours/RF: {out['ratio']:.3f}; Spearman ours {out['ours_spearman']:.3f} vs RF "
+          f"{out['rf_spearman']:.3f}")
+    return out
+
+
+TASKS = {"eform": task_eform, "ehull": task_ehull, "obelix": task_obelix}
+NEEDS = {
+    "eform": SHARED / "datasets" / "mp_composition" / "mp_e_form_dev.csv",
+    "ehull": SHARED / "datasets" / "mp_composition" / "mp_e_hull_train.csv",
+    "obelix": SHARED / "datasets" / "obelix" / "train.csv",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    names = list(TASKS) if args.task == "all" else [args.task]
+    started = time.perf_counter()
+    results = []
+    for name in names:
+        if not NEEDS[name].is_file():
+            print(f"[{name}] skipped: {NEEDS[name]} is absent")
+            continue
+        results.append(TASKS[name](args))
+    print(f"\nsummary ({time.perf_counter() - started:.0f} s in all, {args.threads} threads"
+          f"{', quick' if args.quick else ''}):")
+    print(f"  {'task':<8} {'MAE ours':>10} {'MAE RF':>10}   extra")
+    for r in results:
+        extra = ""
+        if r["task"] == "ehull":
+            extra = f"F1 {r['ours_f1']:.3f}/{r['rf_f1']:.3f}  DAF {r['ours_daf']:.2f}/{r['rf_daf']:.2f} (ours/RF)"
+        elif r["task"] == "obelix":
+            extra = f"Spearman {r['ours_spearman']:.3f}/{r['rf_spearman']:.3f} (ours/RF)"
+        elif r["task"] == "eform":
+            extra = f"training {r['train_s'] / 60:.1f} min"
+        print(f"  {r['task']:<8} {r['ours_mae']:>10.4f} {r['rf_mae']:>10.4f}   {extra}")
+    for r in results:
+        print(f"  MAE ratio ours/RF [{r['task']}]: {r['ratio']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

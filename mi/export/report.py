@@ -1,0 +1,496 @@
+"""``report.html``: one self-contained page per run (plots embedded as PNG data URIs, CSS inline).
+
+Sections: the run at a glance, the Pareto front (plot), property distributions, the top-k table, a
+passport card per top candidate (also written as ``passport/<id>.json``, `mi.export.passport`), the run's
+notes, and how the figures are defined.
+
+Plots are drawn with matplotlib's Agg canvas on `matplotlib.figure.Figure` objects, so nothing touches
+pyplot's global state or needs a display.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+import mi
+from mi.candidates.base import Failure
+from mi.config import ScreenConfig
+from mi.export.atomic import atomic_write_text
+from mi.export.passport import PASSPORT_DIR, write_passports
+from mi.ranking.constraints import describe
+
+log = logging.getLogger(__name__)
+
+REPORT_FILE = "report.html"
+# Property columns worth a histogram when present (after the objectives).
+DISTRIBUTION_COLUMNS = (
+    "capacity_mAh_g",
+    "specific_energy_Wh_kg",
+    "cost_usd_kg",
+    "cost_usd_kwh",
+    "supply_risk",
+    "co2_lower_bound_kg_per_kg",
+    "formation_enthalpy_eV_atom",
+    "e_hull_eV_atom",
+    "esw_oxidation_V",
+    "log10_conductivity_S_cm",
+)
+FLAG_COLUMNS = ("feoc_exposed", "crma_concentration_flag", "co_free", "ni_free")
+MAX_PANELS = 9
+_FRONT = "#c0392b"
+_OTHER = "#7f8c8d"
+_TOP = "#2c3e50"
+
+
+# --- plots -------------------------------------------------------------------------------------------
+
+
+def _png(fig) -> str:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _numeric(frame: pd.DataFrame, column: str) -> np.ndarray:
+    return pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+
+def _label(column: str, direction: str | None = None) -> str:
+    arrow = {"max": " (higher is better)", "min": " (lower is better)"}.get(direction or "", "")
+    return column + arrow
+
+
+def pareto_figure(ranked: pd.DataFrame, objectives: Sequence[tuple[str, str]], top_k: int) -> tuple[str, str] | None:
+    """A PNG data URI of the objective pairs (at most three panels) with front 1 in red and the top-k
+    labelled, and a caption; None when there is nothing to plot."""
+    from matplotlib.figure import Figure
+
+    usable = [(c, d) for c, d in objectives if c in ranked.columns and np.isfinite(_numeric(ranked, c)).any()]
+    if not usable or ranked.empty:
+        return None
+    pairs = [(usable[i], usable[j]) for i in range(len(usable)) for j in range(i + 1, len(usable))][:3]
+    if not pairs:  # one objective: plot it against the rank
+        pairs = [(("rank", "min"), usable[0])]
+    fig = Figure(figsize=(5.2 * len(pairs), 4.4))
+    front = ranked["pareto_rank"].to_numpy() == 1 if "pareto_rank" in ranked.columns else np.zeros(len(ranked), bool)
+    top = ranked["rank"].to_numpy() <= top_k if "rank" in ranked.columns else np.zeros(len(ranked), bool)
+    ids = ranked["id"].astype(str).to_numpy()
+    hidden = 0
+    for k, ((xc, xd), (yc, yd)) in enumerate(pairs, start=1):
+        ax = fig.add_subplot(1, len(pairs), k)
+        x, y = _numeric(ranked, xc), _numeric(ranked, yc)
+        ok = np.isfinite(x) & np.isfinite(y)
+        hidden = max(hidden, int((~ok).sum()))
+        ax.scatter(x[ok & ~front], y[ok & ~front], s=28, color=_OTHER, alpha=0.6, label="dominated")
+        ax.scatter(x[ok & front], y[ok & front], s=46, color=_FRONT, edgecolor="black", linewidth=0.5,
+                   label="Pareto front (rank 1)", zorder=3)
+        for i in np.flatnonzero(ok & top):
+            ax.annotate(ids[i], (x[i], y[i]), fontsize=7, xytext=(4, 3), textcoords="offset points", color=_TOP)
+        ax.set_xlabel(_label(xc, xd), fontsize=9)
+        ax.set_ylabel(_label(yc, yd), fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=8)
+        if k == 1:
+            ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    caption = (
+        "Each panel plots two of the ranking objectives; red points are on the Pareto front over all "
+        f"{len(usable)} objectives (so a red point may look dominated in one projection). Top-{top_k} "
+        "candidates are labelled."
+    )
+    if hidden:
+        caption += f" Up to {hidden} candidates lack a value on a panel's axes and are not drawn there."
+    return _png(fig), caption
+
+
+def distribution_figure(
+    ranked: pd.DataFrame, columns: Sequence[str], top_k: int
+) -> tuple[str, list[str], list[str]] | None:
+    """Histograms of `columns` (all ranked candidates, top-k stacked on top in dark); the columns with
+    no value at all, and those with one value everywhere, are returned for the caption instead."""
+    from matplotlib.figure import Figure
+
+    present = [c for c in dict.fromkeys(columns) if c in ranked.columns]
+    empty = [c for c in present if not np.isfinite(_numeric(ranked, c)).any()]
+    # A column with one value everywhere (capacity 0 for electrolytes) says nothing as a histogram.
+    constant = [c for c in present if c not in empty and _informative(ranked, c) is False]
+    drawn = [c for c in present if c not in empty and c not in constant][:MAX_PANELS]
+    if not drawn:
+        return None
+    ncols = min(3, len(drawn))
+    nrows = math.ceil(len(drawn) / ncols)
+    fig = Figure(figsize=(4.4 * ncols, 2.9 * nrows))
+    top = ranked["rank"].to_numpy() <= top_k if "rank" in ranked.columns else np.zeros(len(ranked), bool)
+    for k, column in enumerate(drawn, start=1):
+        ax = fig.add_subplot(nrows, ncols, k)
+        values = _numeric(ranked, column)
+        finite = np.isfinite(values)
+        bins = np.histogram_bin_edges(values[finite], bins=min(20, max(5, int(finite.sum()))))
+        ax.hist([values[finite & ~top], values[finite & top]], bins=bins, stacked=True,
+                color=["#bdc3c7", _TOP], label=["others", f"top {top_k}"])
+        ax.set_title(column, fontsize=9)
+        missing = int((~finite).sum())
+        if missing:
+            ax.text(0.98, 0.95, f"{missing} missing", transform=ax.transAxes, ha="right", va="top", fontsize=7,
+                    color="#7f8c8d")
+        ax.tick_params(labelsize=7)
+        if k == 1:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _png(fig), empty, constant
+
+
+def _informative(frame: pd.DataFrame, column: str) -> bool:
+    """More than one distinct finite value."""
+    values = _numeric(frame, column)
+    return len(np.unique(values[np.isfinite(values)])) > 1
+
+
+# --- html pieces ---------------------------------------------------------------------------------------
+
+
+def _e(text: Any) -> str:
+    return html.escape(str(text), quote=True)
+
+
+GOOD_WHEN_TRUE = frozenset({"co_free", "ni_free"})  # the other flags are exposures
+
+
+def _fmt(value: Any, column: str = "") -> str:
+    """A table cell: 4 significant digits, '∞' for inf, '–' for missing, yes/no for flags (red for an
+    exposure, green for a Co-/Ni-free finding)."""
+    if value is None or value is pd.NA:
+        return '<span class="na" title="missing">–</span>'
+    if isinstance(value, (bool, np.bool_)):
+        kind = ("good" if column in GOOD_WHEN_TRUE else "bad") if value else "no"
+        return f'<span class="{kind}">{"yes" if value else "no"}</span>'
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        v = float(value)
+        if math.isnan(v):
+            return '<span class="na" title="missing">–</span>'
+        if math.isinf(v):
+            return "∞" if v > 0 else "−∞"
+        return f"{v:.4g}"
+    return _e(value)
+
+
+def _table(frame: pd.DataFrame, columns: Sequence[str], numeric: set[str] | None = None) -> str:
+    numeric = numeric or set()
+    head = "".join(f"<th>{_e(c).replace('_', '_<wbr>')}</th>" for c in columns)  # long names may wrap
+    body = []
+    for row in frame[list(columns)].itertuples(index=False, name=None):
+        cells = "".join(
+            f'<td class="{"num" if c in numeric else "txt"}">{_fmt(v, c)}</td>' for c, v in zip(columns, row)
+        )
+        body.append(f"<tr>{cells}</tr>")
+    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
+
+
+def _chip(text: str, kind: str) -> str:
+    return f'<span class="chip {kind}">{_e(text)}</span>'
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.1f}%"
+
+
+def _num(x: Any, unit: str = "", digits: str = ".3g") -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return '<span class="na">unknown</span>'
+    return f"{format(float(x), digits)}{(' ' + unit) if unit else ''}"
+
+
+def passport_card(record: Mapping[str, Any], file_name: str | None) -> str:
+    ident = record["identity"]
+    mat = record["materials_and_composition"]
+    sup = record["supply_chain"]
+    co2 = record["carbon_footprint"]
+    circ = record["circularity"]
+    rows = []
+    for el in mat["elements"]:
+        country = el["top_mine_country"]
+        share = el["top_mine_share_pct"]
+        top_text = "–" if country is None else f"{country}" + ("" if share is None else f" {share:g}%")
+        rows.append(
+            "<tr>"
+            f"<td>{_e(el['element'])}</td><td class='num'>{_pct(el['mass_fraction'])}</td>"
+            f"<td>{_fmt(el['eu_crm_2023'])}</td><td>{_e(top_text)}</td>"
+            f"<td class='num'>{_fmt(el['china_refining_share_pct'])}</td>"
+            f"<td class='num'>{_fmt(el['hhi_production'])}</td><td class='num'>{_fmt(el['co2_kg_per_kg'])}</td>"
+            "</tr>"
+        )
+    elements = (
+        "<div class='scroll'><table class='mini'><thead><tr><th>element</th><th>mass</th><th>EU CRMA</th>"
+        "<th>top mining country</th><th>China refining %</th><th>HHI</th><th>CO2 kg/kg</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table></div>"
+    )
+    chips = [
+        _chip("FEOC exposed: " + ", ".join(sup["feoc_elements"]), "bad")
+        if sup["feoc_exposed"] else _chip("no FEOC flag", "good"),
+        _chip("CRMA >65% one country: " + ", ".join(sup["crma_concentration_elements"]), "bad")
+        if sup["crma_concentration_flag"] else _chip("no CRMA concentration flag", "good"),
+        _chip("Co-free", "good") if mat["cobalt_free"] else _chip("contains Co", "warn"),
+        _chip("Ni-free", "good") if mat["nickel_free"] else _chip("contains Ni", "warn"),
+    ]
+    unknown = sup.get("unknown", {})
+    words = {"top_mine_share_pct": "top mining share", "china_refining_share_pct": "China refining share",
+             "hhi_production": "production HHI"}
+    gaps = "; ".join(f"{words.get(k, k)} unknown for {', '.join(v)}" for k, v in unknown.items())
+    if co2["co2_kg_per_kg"] is not None:
+        co2_text = _num(co2["co2_kg_per_kg"], "kg CO2e/kg")
+    elif co2["co2_lower_bound_kg_per_kg"] is not None:
+        co2_text = (f"≥ {_num(co2['co2_lower_bound_kg_per_kg'], 'kg CO2e/kg')} "
+                    f"<span class='na'>(no factor for {_e(', '.join(co2['elements_without_co2_factor']))})</span>")
+    else:
+        co2_text = '<span class="na">unknown</span>'
+    recycled = ", ".join(
+        f"{r['element']} ≥ {r['minimum_pct']:g}% recycled ({r['recycled_kg_per_kg_material'] * 1000:.3g} g recycled "
+        f"{r['element']} per kg)"
+        for r in circ["recycled_content_2031"]
+    ) or "none of Co, Li, Ni, Pb present: no 2031 minimum applies"
+    recovery = ", ".join(f"{r['element']} {r['target_pct']:g}%" for r in circ["recovery_targets_2031"]) or "none"
+    link = f' · <a href="{PASSPORT_DIR}/{_e(file_name)}">{_e(PASSPORT_DIR)}/{_e(file_name)}</a>' if file_name else ""
+    perf = record.get("performance", {})
+    perf_text = ", ".join(f"{_e(k)} {_fmt(v)}" for k, v in perf.items() if v is not None) or "–"
+    crm = ", ".join(mat["critical_raw_materials_eu_2023"]) or "none"
+    return f"""
+<section class="card" id="passport-{_e(ident['id'])}">
+  <h3>#{_fmt(ident['rank'])} {_e(ident['formula'])} <small>{_e(ident['id'])}{link}</small></h3>
+  <div class="chips">{''.join(chips)}</div>
+  <div class="grid2">
+    <div>{elements}
+      {f'<p class="na small">{_e(gaps)} (no flag raised by these)</p>' if gaps else ''}
+    </div>
+    <dl>
+      <dt>EU critical raw materials</dt><dd>{_e(crm)} ({_pct(mat['eu_crm_mass_fraction'])} of the mass)</dd>
+      <dt>supply risk</dt><dd>{_num(sup['supply_risk'])} (0-1; production HHI {_num(sup['hhi_production'], '', '.0f')})</dd>
+      <dt>CO2 (elements, cradle-to-gate)</dt><dd>{co2_text}</dd>
+      <dt>recycled content, EU 2031 minimums</dt><dd>{_e(recycled)}</dd>
+      <dt>recovery targets 2031</dt><dd>{_e(recovery)}; recoverable value {_num(circ['recoverable_value_usd_kg'], 'USD/kg')}</dd>
+      <dt>performance</dt><dd class="small">{perf_text}</dd>
+    </dl>
+  </div>
+</section>"""
+
+
+_CSS = """
+body{font-family:-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif;margin:0;color:#222;background:#f6f7f9;line-height:1.45}
+main{max-width:1240px;margin:0 auto;padding:24px 28px 60px}
+h1{font-size:1.6em;margin:0 0 4px} h2{font-size:1.25em;margin:34px 0 10px;border-bottom:2px solid #dfe3e8;padding-bottom:4px}
+h3{font-size:1.05em;margin:0 0 8px} h3 small{font-weight:normal;color:#667;font-size:.85em;margin-left:8px}
+.meta{color:#556;font-size:.92em} .small{font-size:.85em} .na{color:#8a8f98}
+.kpis{display:flex;flex-wrap:wrap;gap:10px;margin:14px 0} .kpi{background:#fff;border:1px solid #dfe3e8;border-radius:6px;padding:8px 14px}
+.kpi b{display:block;font-size:1.3em}
+.scroll{overflow-x:auto;background:#fff;border:1px solid #dfe3e8;border-radius:6px}
+table{border-collapse:collapse;font-size:.84em;width:100%} th,td{padding:5px 8px;border-bottom:1px solid #eceef1;white-space:nowrap}
+th{background:#eef1f4;text-align:left;white-space:normal;vertical-align:bottom} td.num{text-align:right;font-variant-numeric:tabular-nums}
+table.mini{font-size:.8em;background:#fff} td span.bad{color:#b03a2e;font-weight:600} td span.good{color:#1e8449;font-weight:600} td span.no{color:#5d6d7e}
+figure{margin:0;background:#fff;border:1px solid #dfe3e8;border-radius:6px;padding:10px} figure img{max-width:100%}
+figcaption{font-size:.85em;color:#556;margin-top:6px}
+.card{background:#fff;border:1px solid #dfe3e8;border-radius:8px;padding:14px 16px;margin:14px 0}
+.grid2{display:grid;grid-template-columns:minmax(0,1.1fr) minmax(0,1fr);gap:22px}
+dl{margin:0;font-size:.88em} dt{font-weight:600;color:#445;margin-top:6px} dd{margin:0 0 2px 0}
+.chips{margin:4px 0 10px} .chip{display:inline-block;border-radius:12px;padding:2px 10px;font-size:.8em;margin:0 6px 4px 0;border:1px solid}
+.chip.good{background:#eafaf1;border-color:#82c99b;color:#1e6b3a} .chip.bad{background:#fdedec;border-color:#e6a19a;color:#922b21}
+.chip.warn{background:#fef5e7;border-color:#f0c27b;color:#7e5109}
+ul.notes{font-size:.88em;background:#fff;border:1px solid #dfe3e8;border-radius:6px;padding:10px 10px 10px 28px}
+ul.notes li{margin:3px 0}
+nav a{margin-right:14px;font-size:.9em}
+@media (max-width:900px){.grid2{grid-template-columns:1fr}}
+"""
+
+
+def render_report(
+    ranked: pd.DataFrame,
+    cfg: ScreenConfig,
+    *,
+    run_dir: Path,
+    notes: Sequence[str],
+    summary: Mapping[str, Any],
+    counts: Mapping[str, Any],
+    failures: Sequence[Failure],
+    passports: Mapping[str, dict],
+    passport_files: Mapping[str, str],
+) -> str:
+    """The page as a string (`export_report` writes it)."""
+    used = summary.get("objectives")
+    objectives = [(o.column, o.direction) for o in cfg.ranking.objectives if used is None or o.column in used]
+    top_k = cfg.ranking.top_k
+    top = ranked.head(top_k)
+    kpis = [
+        ("candidates read", counts.get("read", "?")),
+        ("failed (any stage)", len(failures)),
+        ("after constraints", len(ranked)),
+        ("on the Pareto front", int((ranked["pareto_rank"] == 1).sum()) if "pareto_rank" in ranked.columns else "–"),
+    ]
+    kpi_html = "".join(f'<div class="kpi"><b>{_e(v)}</b>{_e(k)}</div>' for k, v in kpis)
+
+    def status(column: str) -> str:
+        if column not in ranked.columns:
+            return " <em>(skipped: no such column)</em>"
+        if column not in summary.get("objectives", [column]):
+            return " <em>(left out: no candidate has a value)</em>"
+        return ""
+
+    objective_list = "".join(
+        f"<li>{_e(o.direction)} <code>{_e(o.column)}</code>, weight {o.weight:g}, {_e(o.normalise)}"
+        f"{status(o.column)}</li>"
+        for o in cfg.ranking.objectives
+    )
+    removed = summary.get("removed", {})
+    constraint_list = "".join(
+        f"<li><code>{_e(describe(c))}</code>: "
+        + (f"removed {removed[describe(c)]}" if describe(c) in removed else "<em>skipped: no such column</em>")
+        + "</li>"
+        for c in cfg.ranking.constraints
+    ) or "<li>none</li>"
+
+    pareto = pareto_figure(ranked, objectives, top_k)
+    pareto_html = (
+        f'<figure><img alt="Pareto front" src="{pareto[0]}"><figcaption>{_e(pareto[1])}</figcaption></figure>'
+        if pareto else "<p class='na'>No objective has values to plot.</p>"
+    )
+    dist_columns = [c for c, _ in objectives] + list(DISTRIBUTION_COLUMNS)
+    dist = distribution_figure(ranked, dist_columns, top_k)
+    if dist:
+        empty_note = f" No values at all (not drawn): {', '.join(dist[1])}." if dist[1] else ""
+        if dist[2]:
+            same = ", ".join(f"{c} = {_numeric(ranked, c)[np.isfinite(_numeric(ranked, c))][0]:.4g}" for c in dist[2])
+            empty_note += f" The same for every candidate (not drawn): {same}."
+        dist_html = (
+            f'<figure><img alt="property distributions" src="{dist[0]}"><figcaption>Ranked candidates '
+            f"(after constraints); the top {top_k} are stacked in dark.{_e(empty_note)}</figcaption></figure>"
+        )
+    else:
+        dist_html = "<p class='na'>No property has values to plot.</p>"
+
+    lead = ["rank", "id", "formula"]
+    objective_columns = [c for c, _ in objectives]
+    tail = [c for c in ("score", "ucb_score", "pareto_rank", "crowding_distance") if c in ranked.columns]
+    flags = [c for c in FLAG_COLUMNS if c in ranked.columns]
+    extra = [
+        c for c in ("capacity_mAh_g", "cost_usd_kg", "supply_risk", "co2_lower_bound_kg_per_kg")
+        if c in ranked.columns and _informative(ranked, c)
+    ]
+    columns = list(dict.fromkeys([*lead, *objective_columns, *extra, *tail, *flags]))
+    columns = [c for c in columns if c in ranked.columns]
+    numeric = {c for c in columns if c not in ("id", "formula") and c not in flags}
+    table_html = _table(top, columns, numeric) if len(top) else "<p class='na'>No candidate passed the constraints.</p>"
+
+    cards = "".join(
+        passport_card(passports[cid], passport_files.get(cid)) for cid in top["id"].astype(str) if cid in passports
+    )
+    notes_html = "".join(f"<li>{_e(n)}</li>" for n in notes) or "<li>none</li>"
+    # trusted markup: only a count is interpolated
+    failure_note = (
+        f'{len(failures)} inputs or stages failed; see <a href="failures.csv">failures.csv</a>.'
+        if failures else "Nothing failed."
+    )
+    table_version = next(iter(passports.values()))["provenance"].get("element_table") if passports else None
+    p = cfg.properties
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>mi screen: {_e(cfg.name)}</title><style>{_CSS}</style></head>
+<body><main>
+<h1>Screening report: {_e(cfg.name)}</h1>
+<div class="meta">run directory <code>{_e(run_dir)}</code> · mi {_e(mi.__version__)} · working ion {_e(p.working_ion)} ·
+capacity mode {_e(p.capacity_mode)} · element table {_e(table_version or 'packaged')}</div>
+<nav><a href="#ranking">ranking</a><a href="#pareto">Pareto front</a><a href="#distributions">distributions</a>
+<a href="#top">top {top_k}</a><a href="#passports">passports</a><a href="#notes">notes</a><a href="#methods">methods</a></nav>
+<div class="kpis">{kpi_html}</div>
+
+<h2 id="ranking">How candidates were ranked</h2>
+<div class="grid2"><div><b>Objectives</b> (weighted score, sorted by <code>{_e(cfg.ranking.sort_by)}</code>)<ul>{objective_list}</ul></div>
+<div><b>Constraints</b><ul>{constraint_list}</ul></div></div>
+
+<h2 id="pareto">Pareto front</h2>
+{pareto_html}
+
+<h2 id="distributions">Property distributions</h2>
+{dist_html}
+
+<h2 id="top">Top {top_k}</h2>
+{table_html}
+<p class="small na">Full table: <a href="ranked.csv">ranked.csv</a>. Crowding distance is ∞ at the extremes of a front. {failure_note}</p>
+
+<h2 id="passports">Passports of the top {top_k}</h2>
+<p class="small">Screening records modelled on the EU battery passport data clusters (Regulation (EU) 2023/1542,
+Annex XIII) for a candidate material, not regulatory passports. Each is also in <code>{PASSPORT_DIR}/&lt;id&gt;.json</code>.</p>
+{cards or "<p class='na'>No passports.</p>"}
+
+<h2 id="notes">Notes from this run</h2>
+<ul class="notes">{notes_html}</ul>
+
+<h2 id="methods">How the figures are defined</h2>
+<ul class="notes">
+<li><b>capacity_mAh_g</b>: n F / (3.6 M) with n the working ions that can leave: in <em>redox</em> mode bounded by the
+oxidation headroom of the redox-active cations (starting states from pymatgen's oxidation-state guesses), in
+<em>formula</em> mode every working ion. Both are written (<code>capacity_redox_mAh_g</code>, <code>capacity_formula_mAh_g</code>).</li>
+<li><b>supply_risk</b> (0-1): mass-weighted max(production HHI, top-mining-share², China-refining-share²) / 10000.
+<b>FEOC exposed</b>: an element with mass fraction ≥ {p.supply.min_mass_fraction:g} whose China refining share exceeds
+{p.supply.feoc_china_refining_pct:g}%. <b>CRMA concentration</b>: such an element whose top mining country holds more than
+{p.supply.crma_top_country_pct:g}%. An unknown share raises no flag (see the notes).</li>
+<li><b>CO2</b>: mass-weighted cradle-to-gate factors of the elements (Nuss &amp; Eckelman 2014); missing when any
+element lacks a factor, with a lower bound over the known ones.</li>
+<li><b>Circularity</b>: EU Battery Regulation 2023/1542 — recycled-content minimums from 2031 (Co 16%, Li 6%, Ni 6%,
+Pb 85%) and material-recovery targets by end-2031 (Co, Cu, Ni, Pb 95%, Li 80%) valued at the table's prices.</li>
+<li><b>Energy</b>: capacity × average voltage (from a <code>voltage_V</code> column of the surrogate, or the oracle's);
+the _std columns carry the voltage std. <b>Stability window</b>: grand-potential phase diagrams over pymatgen's bundled
+Materials Project entries and the surrogate's formation enthalpy (mi/properties/stability.py).</li>
+<li>Element facts: prices USGS MCS 2026 / pymatgen costdb, shares IEA / USGS, HHI Gaultois et al. 2013, lists EU CRMA
+2023 and USGS 2022 (mi/data/SOURCES.md). Screening proxies, not quotations or legal determinations.</li>
+</ul>
+</main></body></html>
+"""
+
+
+def export_report(
+    run_dir: str | Path,
+    ranked: pd.DataFrame,
+    cfg: ScreenConfig,
+    *,
+    element_table: pd.DataFrame | None,
+    notes: Sequence[str],
+    summary: Mapping[str, Any],
+    counts: Mapping[str, Any],
+    failures: Sequence[Failure],
+) -> list[Failure]:
+    """Write ``passport/<id>.json`` for the top-k rows and ``report.html``; return new failures (stage
+    ``export``) instead of raising, so a report problem never loses the run's other outputs."""
+    from mi.data import load_element_facts
+
+    run_dir = Path(run_dir)
+    new: list[Failure] = []
+    table = element_table if element_table is not None else load_element_facts()
+    run_info = {"experiment": cfg.name, "run_dir": str(run_dir)}
+    passports, paths, passport_failures = write_passports(
+        run_dir, ranked, cfg.ranking.top_k, cfg.properties, table, run_info
+    )
+    new += passport_failures
+    files = {cid: path.name for cid, path in zip(passports, paths)}
+    try:
+        page = render_report(
+            ranked, cfg, run_dir=run_dir, notes=notes, summary=summary, counts=counts,
+            failures=[*failures, *new], passports=passports, passport_files=files,
+        )
+        atomic_write_text(run_dir / REPORT_FILE, page)
+    except Exception as exc:  # the ranked table and CIFs are already written; keep them
+        log.exception("report.html not written")
+        reason = f"report.html not written: {type(exc).__name__}: {exc}"
+        new.append(Failure(source=str(run_dir), record="", stage="export", reason=reason))
+    return new

@@ -1,0 +1,36 @@
+"""The surrogate network kinds, by the name checkpoints record (``model_kind``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mi.errors import ConfigError
+from mi.models.surrogate import EnsembleMLP, EnsembleNet
+
+
+def model_kinds() -> dict[str, type[EnsembleNet]]:
+    """kind -> class; imported on demand so that `import mi.models.surrogate` stays light."""
+    from mi.models.element_net import ElementAttentionNet
+    from mi.models.graph_net import CrystalGraphNet
+
+    return {cls.kind: cls for cls in (EnsembleMLP, ElementAttentionNet, CrystalGraphNet)}
+
+
+def module_from_config(kind: str, config: dict[str, Any]) -> EnsembleNet:
+    """Rebuild a network from its checkpoint entries; raises KeyError for an unknown kind."""
+    return model_kinds()[kind](**config)
+
+
+def build_module(model_cfg: Any, n_targets: int, *, n_features: int = 0, heteroscedastic: bool = False) -> EnsembleNet:
+    """A fresh network for a model config (`mi.config.MLPModelConfig`, `ElementAttentionConfig`, ...)."""
+    options = model_cfg.model_dump()
+    kind = options.pop("kind")
+    if kind == "mlp":
+        options.pop("feature_sets")
+        return EnsembleMLP(n_features=n_features, n_targets=n_targets, heteroscedastic=heteroscedastic, **options)
+    classes = model_kinds()
+    if kind not in classes:
+        raise ConfigError(f"train.model.kind: unknown model kind {kind!r} (known: {', '.join(classes)})")
+    if options.pop("descriptor_sets", None):
+        options["n_features"] = n_features
+    return classes[kind](n_targets=n_targets, heteroscedastic=heteroscedastic, **options)

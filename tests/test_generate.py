@@ -1,0 +1,352 @@
+"""Candidate generation: substitution, filters, mixing, deduplication, composition enumeration, shards, CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from pymatgen.analysis.structure_matcher import StructureMatcher
+from pymatgen.core import Composition, Lattice, Species, Structure
+
+from mi.candidates import read_candidates
+from mi.candidates.generate import generate, run
+from mi.candidates.generate.chemistry import charge_balanced, electronegativity_ordered
+from mi.candidates.generate.dedupe import Deduplicator
+from mi.candidates.generate.enumeration import enumerate_compositions, hermite_normal_form, hnf_matrices
+from mi.candidates.generate.substitution import FamilyStats, probable_substituents
+from mi.cli import main
+from mi.config import CandidatesConfig, GenerateConfig, load_generate_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def gen(**kw) -> tuple[list, dict]:
+    stats: dict[str, FamilyStats] = {}
+    return list(generate(GenerateConfig.model_validate(kw), stats)), stats
+
+
+def f(formula: str) -> str:
+    """pymatgen's reduced formula (element order by electronegativity: LiBaPO4 is written BaLiPO4)."""
+    return Composition(formula).reduced_formula
+
+
+def write_yaml(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+# --- chemistry -------------------------------------------------------------------------------------------
+
+
+def test_charge_balance_over_common_oxidation_states():
+    assert charge_balanced((("Li", "working_ion", 1), ("Fe", "redox", 1), ("P", "framework", 1), ("O", "anion", 4)))
+    # LiMn2O4 needs Mn3+ and Mn4+ side by side (conventional cell: Li8 Mn16 O32)
+    assert charge_balanced((("Li", "working_ion", 8), ("Mn", "redox", 16), ("O", "anion", 32)))
+    # Si4+ with Mg2+ is one charge short, and neither has another state
+    assert not charge_balanced((("Li", "working_ion", 1), ("Mg", "redox", 1), ("Si", "framework", 1), ("O", "anion", 4)))
+    assert charge_balanced((("Li", "working_ion", 1), ("Al", "redox", 1), ("Si", "framework", 1), ("O", "anion", 4)))
+    # a phosphate site does not mix P3+ and P5+ (Li4Al4P4O16 would balance with two of each)
+    assert not charge_balanced((("Li", "working_ion", 4), ("Al", "redox", 4), ("P", "framework", 4), ("O", "anion", 16)))
+    assert not charge_balanced((("Li", "working_ion", 2), ("Fe", "redox", 1)))
+
+
+def test_electronegativity_order():
+    assert electronegativity_ordered(["Li", "Fe"], ["O"])
+    assert not electronegativity_ordered(["O"], ["S"])  # O (3.44) is more electronegative than S (2.58)
+
+
+# --- substitution ------------------------------------------------------------------------------------------
+
+
+def test_substituted_structures_are_charge_balanced():
+    out, stats = gen(
+        prototypes=[
+            {"prototype": "olivine_LiFePO4", "sites": {"A": ["Li", "Na"], "M": ["Fe", "Mn", "Mg", "Al"], "X": ["P", "Si"]}},
+            {"prototype": "tavorite_LiVPO4F", "sites": {"V": ["V", "Fe", "Ti"], "X": ["P", "S"]}},
+        ],
+        filters={"radius_tolerance": None},
+    )
+    assert out
+    for g in out:
+        # pymatgen's own search over ICSD-probable states, independent of ours
+        assert g.composition.oxi_state_guesses(), g.composition
+    st = stats["olivine_LiFePO4"]
+    assert st.considered == st.rejected_charge + st.generated
+    formulas = {g.composition.reduced_formula for g in out}
+    assert {f(x) for x in ("LiFePO4", "NaMnPO4", "LiMgPO4", "LiAlSiO4", "LiFeSiO4")} <= formulas
+    assert {f(x) for x in ("LiMgSiO4", "LiAlPO4", "NaMgSiO4")}.isdisjoint(formulas)  # one charge off
+    assert st.rejected_charge == 2 * 2  # (Mg, Si) and (Al, P), each with Li and Na
+
+
+def test_tavorite_fluorosulfate_comes_from_substitution():
+    out, _ = gen(prototypes=[{"prototype": "tavorite_LiVPO4F", "sites": {"V": ["Fe"], "X": ["S"]}}])
+    assert [g.composition.reduced_formula for g in out] == ["LiFeSO4F"]
+
+
+def test_radius_tolerance_rejects_a_misfit_and_can_be_switched_off():
+    job = {"prototype": "olivine_LiFePO4", "sites": {"M": ["Fe", "Ba"]}}
+    out, stats = gen(prototypes=[job])
+    assert [g.composition.reduced_formula for g in out] == ["LiFePO4"]
+    assert stats["olivine_LiFePO4"].rejected_radius == 1
+    out, _ = gen(prototypes=[job], filters={"radius_tolerance": None})
+    assert {g.composition.reduced_formula for g in out} == {f("LiFePO4"), f("LiBaPO4")}
+
+
+def test_volume_is_rescaled_with_the_ionic_volume():
+    out, _ = gen(prototypes=[{"prototype": "layered_O3_LiCoO2", "sites": {"A": ["Li", "Na"]}}])
+    by = {g.composition.reduced_formula: g.structure for g in out}
+    li, na = by["LiCoO2"], by["NaCoO2"]
+    # Shannon radii at the sites' coordination (6): Li+ 0.76, Na+ 1.02, Co3+ (high spin) 0.61, O2- 1.40 A
+    r = {
+        "Li": Species("Li", 1).get_shannon_radius("VI"),
+        "Na": Species("Na", 1).get_shannon_radius("VI"),
+        "Co": Species("Co", 3).get_shannon_radius("VI", spin="High Spin"),
+        "O": Species("O", -2).get_shannon_radius("VI"),
+    }
+    expected = (r["Na"] ** 3 + r["Co"] ** 3 + 2 * r["O"] ** 3) / (r["Li"] ** 3 + r["Co"] ** 3 + 2 * r["O"] ** 3)
+    assert na.volume / li.volume == pytest.approx(expected, rel=1e-6)
+    out, _ = gen(prototypes=[{"prototype": "layered_O3_LiCoO2", "sites": {"A": ["Na"]}}], filters={"rescale_volume": False})
+    assert out[0].structure.volume == pytest.approx(li.volume)
+
+
+def test_data_mined_substitutions_extend_a_site():
+    # Mn2+ and Co2+ replace Fe2+ in countless compounds; Li+ does not
+    likely = probable_substituents("Fe", 2, 0.02, 10)
+    assert "Mn" in likely and "Co" in likely and "Li" not in likely
+    out, _ = gen(prototypes=[{"prototype": "olivine_LiFePO4", "substitution_probability": {"threshold": 0.02, "sites": ["M"]}}])
+    assert "LiMnPO4" in {g.composition.reduced_formula for g in out}
+
+
+def test_element_keys_move_every_site_of_that_element_together():
+    out, _ = gen(prototypes=[{"prototype": "olivine_LiFePO4", "sites": {"O": ["O", "S"]}}], filters={"radius_tolerance": None})
+    assert {g.composition.reduced_formula for g in out} == {f("LiFePO4"), f("LiFePS4")}
+
+
+def test_generated_candidates_have_stable_unique_ids_and_provenance():
+    cfg = {"prototypes": [{"prototype": "olivine_LiFePO4", "sites": {"M": ["Fe", "Mn", "Co"]}}]}
+    a, _ = gen(**cfg)
+    b, _ = gen(**cfg)
+    assert [g.id for g in a] == [g.id for g in b]
+    assert len({g.id for g in a}) == len(a)
+    assert a[0].meta["prototype"] == "olivine_LiFePO4" and a[0].meta["sites"]["A"] == "Li"
+
+
+# --- mixing and deduplication ----------------------------------------------------------------------------
+
+
+def test_hnf_enumeration_counts_sublattices():
+    # sublattices of index n of a 3D lattice: 1, 7, 13, 35 (sum of d*sigma(d)... OEIS A001001)
+    assert [sum(1 for _ in hnf_matrices(n)) for n in (1, 2, 3, 4)] == [1, 7, 13, 35]
+    h = np.array([[2, 0, 0], [1, 1, 0], [1, 0, 2]])
+    mixed_basis = np.array([[1, 1, 0], [0, 1, 0], [0, 0, 1]]) @ h
+    assert (hermite_normal_form(mixed_basis) == hermite_normal_form(h)).all()
+
+
+def test_binary_orderings_on_a_simple_cubic_site():
+    # Cl/Br 1:1 on the anti-perovskite halide site (a simple cubic lattice of Pm-3m) in cells of two:
+    # layers along [100], [110] and [111], nothing else
+    out, _ = gen(prototypes=[{"prototype": "antiperovskite_Li3OCl", "mix": [{"site": "Hal", "species": ["Cl", "Br"], "fractions": [[0.5, 0.5]], "max_sites": 2}]}])
+    assert len(out) == 3
+    assert all(g.composition.reduced_formula == f("Li6O2BrCl") for g in out)
+
+
+def test_enumerated_arrangements_are_distinct_and_have_the_ratio():
+    out, stats = gen(
+        prototypes=[{"prototype": "layered_O3_LiCoO2", "mix": [{"site": "M", "species": ["Ni", "Mn", "Co"], "max_sites": 4}]}],
+        dedupe=False,
+    )
+    assert len(out) > 10
+    assert len(StructureMatcher().group_structures([g.structure for g in out])) == len(out)
+    for g in out:
+        ratio = g.meta["sites"]["M"]
+        amounts = g.composition.get_el_amt_dict()
+        n_m = sum(amounts[e] for e in ratio)
+        assert all(amounts[e] / n_m == pytest.approx(f) for e, f in ratio.items())
+
+
+def test_nmc811_needs_ten_sites_and_virtual_gives_a_composition():
+    out, _ = gen(prototypes=[{"prototype": "layered_O3_LiCoO2", "mix": [{"site": "M", "species": ["Ni", "Mn", "Co"], "fractions": [[0.8, 0.1, 0.1]], "max_sites": 10, "max_arrangements": 3}]}])
+    assert len(out) == 3 and all(len(g.structure) == 40 for g in out)
+    out, stats = gen(prototypes=[{"prototype": "layered_O3_LiCoO2", "mix": [{"site": "M", "species": ["Ni", "Mn", "Co"], "fractions": [[0.8, 0.1, 0.1]], "max_sites": 6}]}])
+    assert out == [] and stats["layered_O3_LiCoO2"].rejected_other == 1
+    out, _ = gen(prototypes=[{"prototype": "layered_O3_LiCoO2", "mix": [{"site": "M", "species": ["Ni", "Mn", "Co"], "fractions": [[0.8, 0.1, 0.1]], "mode": "virtual"}]}])
+    assert len(out) == 1 and out[0].structure is None
+    assert out[0].composition.almost_equals(Composition("LiNi0.8Mn0.1Co0.1O2"))
+
+
+def test_duplicates_are_removed():
+    job = {"prototype": "layered_O3_LiCoO2", "mix": [{"site": "M", "species": ["Ni", "Co"], "max_sites": 3}]}
+    once, _ = gen(prototypes=[job])
+    twice, stats = gen(prototypes=[job, {**job, "name": "again"}])
+    assert len(twice) == len(once)
+    assert stats["again"].duplicates == stats["again"].generated == len(once)
+    both, _ = gen(prototypes=[job, {**job, "name": "again"}], dedupe=False)
+    assert len(both) == 2 * len(once)
+
+
+def test_deduplicator_sees_through_supercells_rotations_and_strain(licoo2):
+    d = Deduplicator()
+    assert d.is_new(licoo2)
+    bigger = licoo2.copy()
+    bigger.make_supercell([[2, 0, 0], [0, 1, 0], [0, 0, 1]])
+    assert not d.is_new(bigger)
+    strained = licoo2.copy()
+    strained.scale_lattice(licoo2.volume * 1.1)
+    assert not d.is_new(strained)
+    assert not d.is_new(licoo2.get_primitive_structure())
+    other = licoo2.copy()
+    other.replace_species({"Co": "Ni"})
+    assert d.is_new(other)
+    assert d.distinct == 2
+
+
+def test_max_candidates_stops_the_stream():
+    out, _ = gen(prototypes=[{"prototype": "olivine_LiFePO4", "sites": {"M": ["Fe", "Mn", "Co", "Ni"]}}], max_candidates=2)
+    assert len(out) == 2
+
+
+# --- compositions ----------------------------------------------------------------------------------------
+
+
+def test_composition_enumeration_is_neutral_and_ordered_by_electronegativity():
+    found = {c.reduced_formula for c, _ in enumerate_compositions(["Li", "Fe", "P", "O"], require=["Li", "O"], max_stoichiometry=4)}
+    assert {"LiFePO4", "Li3PO4", "Li2O", "LiFeO2"} <= found
+    assert "LiFeO" not in found and "LiPO" not in found
+    ordered = {c.reduced_formula for c, _ in enumerate_compositions(["S", "Se"], max_stoichiometry=3)}
+    free = {c.reduced_formula for c, _ in enumerate_compositions(["S", "Se"], max_stoichiometry=3, electronegativity_order=False)}
+    assert "SeS2" in ordered  # Se4+ S2-
+    assert f("SSe2") not in ordered and f("SSe2") in free  # would need S4+ with Se2-
+
+
+# --- config errors -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "generate_section, key_path",
+    [
+        ({"prototypes": [{"prototype": "olivine_LiFePO4", "sites": {"M": ["Fe", "Xx"]}}]}, "generate.prototypes[0].sites.M[1]"),
+        ({"prototypes": [{"prototype": "olivine_LiFePO4", "sitez": {}}]}, "generate.prototypes[0].sitez: unknown key"),
+        ({"prototypes": [{"prototype": "perovskite_nope"}]}, "generate.prototypes[0]: Value error, prototype: unknown"),
+        ({"prototypes": [{"prototype": "olivine_LiFePO4", "sites": {"Q": ["Fe"]}}]}, "sites: 'Q' is not a site"),
+        ({"prototypes": [{"prototype": "olivine_LiFePO4", "mix": [{"site": "M", "species": ["Fe", "Mn"], "fractions": [[0.7, 0.7]]}]}]}, "generate.prototypes[0].mix[0]"),
+        ({"compositions": [{"name": "x", "elements": ["Li", "O"], "max_elements": 9}]}, "generate.compositions[0].max_elements"),
+        ({}, "give at least one entry"),
+    ],
+)
+def test_bad_generator_config_fails_with_the_key_path(tmp_path, capsys, generate_section, key_path):
+    path = write_yaml(tmp_path / "bad.yaml", {"name": "bad", "generate": generate_section})
+    assert main(["generate", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and key_path in err
+
+
+def test_every_generate_config_in_configs_is_valid():
+    paths = sorted((ROOT / "configs").glob("generate_*.yaml"))
+    assert paths
+    for path in paths:
+        assert load_generate_config(path).generate.prototypes
+
+
+# --- shards, readers, CLI ------------------------------------------------------------------------------------
+
+
+SMALL = {
+    "name": "small",
+    "generate": {
+        "prototypes": [
+            {"prototype": "olivine_LiFePO4", "sites": {"A": ["Li", "Na"], "M": ["Fe", "Mn"]}},
+            {"prototype": "layered_O3_LiCoO2", "name": "NMC", "mix": [{"site": "M", "species": ["Ni", "Mn", "Co"], "max_sites": 3}]},
+            {"prototype": "layered_O3_LiCoO2", "name": "NMC811", "mix": [{"site": "M", "species": ["Ni", "Mn", "Co"], "fractions": [[0.8, 0.1, 0.1]], "mode": "virtual"}]},
+        ],
+        "compositions": [{"name": "lfpo", "elements": ["Li", "Fe", "P", "O"], "require": ["Li", "P"], "max_elements": 4, "max_stoichiometry": 4}],
+    },
+    "output": {"dir": "out", "shard_size": 4},
+}
+
+
+def _lines(paths: list[Path]) -> list[dict]:
+    return [json.loads(line) for p in paths for line in p.read_text().splitlines()]
+
+
+def test_mi_generate_writes_shards_and_a_summary(tmp_path, capsys):
+    path = write_yaml(tmp_path / "gen.yaml", SMALL)
+    assert main(["generate", str(path), "--no-progress"]) == 0
+    out = tmp_path / "out"
+    summary = json.loads((out / "summary.json").read_text())
+    shards = sorted((out / "shards").glob("*.jsonl"))
+    records = _lines(shards)
+    assert len(records) == summary["counts"]["kept"] > 0
+    assert all(len(p.read_text().splitlines()) <= 4 for p in shards)
+    assert set(summary["families"]) == {"olivine_LiFePO4", "NMC", "NMC811", "compositions:lfpo"}
+    assert summary["families"]["olivine_LiFePO4"]["kept"] == 4
+    assert yaml.safe_load((out / "config.yaml").read_text())["name"] == "small"
+    assert "kept" in capsys.readouterr().out
+    # a rerun replaces the shards, it does not add to them
+    assert main(["generate", str(path), "--no-progress"]) == 0
+    assert len(_lines(sorted((out / "shards").glob("*.jsonl")))) == len(records)
+
+
+def test_mi_screen_reads_the_shards(tmp_path):
+    gen_path = write_yaml(tmp_path / "gen.yaml", SMALL)
+    assert main(["generate", str(gen_path), "--no-progress"]) == 0
+    screen = {
+        "name": "generated",
+        "candidates": {"sources": ["out/shards"]},
+        "ranking": {"objectives": [{"column": "capacity_mAh_g", "direction": "max"}], "top_k": 3},
+        "export": {"out_dir": "runs"},
+    }
+    screen_path = write_yaml(tmp_path / "screen.yaml", screen)
+    run_dir = tmp_path / "run"
+    assert main(["screen", str(screen_path), "--out", str(run_dir), "--no-progress"]) == 0
+    with open(run_dir / "ranked.csv", newline="") as fh:
+        ranked = list(csv.DictReader(fh))
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert len(ranked) + sum(1 for _ in open(run_dir / "failures.csv")) - 1 == summary["counts"]["kept"]
+    assert {r["id"].split(":")[0] for r in ranked} >= {"olivine_LiFePO4", "NMC"}
+
+
+def test_screening_config_takes_a_generator_directly(tmp_path):
+    gen_path = write_yaml(tmp_path / "gen.yaml", SMALL)
+    inline = CandidatesConfig(generate=SMALL["generate"])
+    by_path = CandidatesConfig(generate="gen.yaml")
+    a, fa = read_candidates(inline, lambda p: tmp_path / p)
+    b, fb = read_candidates(by_path, lambda p: tmp_path / p)
+    assert [c.id for c in a] == [c.id for c in b] and not fa and not fb
+    assert any(c.structure is None for c in a) and any(c.structure is not None for c in a)
+    assert all(c.source.startswith("generate:") and c.content_hash for c in a)
+    assert gen_path.is_file()
+
+
+def test_extxyz_shards_carry_ids_and_read_back(tmp_path):
+    cfg = {**SMALL, "output": {"dir": "out", "format": "extxyz", "shard_size": 100}}
+    summary = run(load_generate_config(write_yaml(tmp_path / "gen.yaml", cfg)))
+    shards = sorted((tmp_path / "out" / "shards").iterdir())
+    assert any(p.suffix == ".extxyz" for p in shards) and any(p.suffix == ".jsonl" for p in shards)
+    cands, failures = read_candidates(CandidatesConfig(sources=[str(tmp_path / "out" / "shards")]), Path)
+    assert not failures and len(cands) == summary["counts"]["kept"]
+    assert any(c.id.startswith("NMC:") and c.has_structure for c in cands)
+
+
+def test_jsonl_reader_reports_bad_lines_and_reads_the_rest(tmp_path, li2s):
+    from mi.candidates.generate.shards import structure_record
+
+    good = json.dumps(structure_record("li2s", li2s))
+    path = tmp_path / "mixed.jsonl"
+    path.write_text("\n".join([good, "{not json", json.dumps({"id": "x", "lattice": [[1, 0, 0]]}), json.dumps({"id": "f", "formula": "LiFePO4"})]) + "\n")
+    cands, failures = read_candidates(CandidatesConfig(sources=[str(path)]), Path)
+    assert [c.id for c in cands] == ["li2s", "f"]
+    assert [(f.record, f.id) for f in failures] == [("line 2", "mixed:2"), ("line 3", "x")]
+    assert cands[0].structure.composition == li2s.composition
+    assert np.allclose(cands[0].structure.lattice.matrix, li2s.lattice.matrix)
+
+
+def test_disordered_virtual_structure_records_round_trip(tmp_path):
+    from mi.candidates.generate.shards import record_item, structure_record
+
+    s = Structure(Lattice.cubic(4.0), [{"Ni": 0.8, "Co": 0.2}, "O"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    back = record_item(json.loads(json.dumps(structure_record("v", s))))
+    assert back.composition.almost_equals(s.composition)
