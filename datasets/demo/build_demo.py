@@ -44,7 +44,13 @@ from pymatgen.io.cif import CifWriter
 from pymatgen.io.vasp import Poscar
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
-from mi.candidates.generate.crystal import Bond, check_bonds  # shared with the prototype library
+from mi.candidates.generate.crystal import (  # shared with the prototype library
+    Bond,
+    check_bonds,
+    cubic_cell,
+    hexagonal_cell,
+    orthorhombic_cell,
+)
 
 HERE = Path(__file__).resolve().parent
 STRUCTURES_DIR = "structures"
@@ -83,16 +89,6 @@ class Entry:
         return f"{self.id}.{self.fmt}"
 
 
-def _hex(a: float, c: float) -> tuple[float, float, float, float, float, float]:
-    return (a, a, c, 90.0, 90.0, 120.0)
-
-
-def _ortho(a: float, b: float, c: float) -> tuple[float, float, float, float, float, float]:
-    return (a, b, c, 90.0, 90.0, 90.0)
-
-
-def _cubic(a: float) -> tuple[float, float, float, float, float, float]:
-    return (a, a, a, 90.0, 90.0, 90.0)
 
 
 ENTRIES: tuple[Entry, ...] = (
@@ -101,7 +97,7 @@ ENTRIES: tuple[Entry, ...] = (
         formula="LiFePO4",
         spacegroup="Pnma",
         sg_number=62,
-        lattice=_ortho(10.3377, 6.0112, 4.6950),
+        lattice=orthorhombic_cell(10.3377, 6.0112, 4.6950),
         species=("Li", "Fe", "P", "O", "O", "O"),
         coords=(
             (0.0, 0.0, 0.0),  # Li 4a
@@ -129,7 +125,7 @@ ENTRIES: tuple[Entry, ...] = (
         formula="LiMnPO4",
         spacegroup="Pnma",
         sg_number=62,
-        lattice=_ortho(10.446, 6.103, 4.744),
+        lattice=orthorhombic_cell(10.446, 6.103, 4.744),
         species=("Li", "Mn", "P", "O", "O", "O"),
         coords=(
             (0.0, 0.0, 0.0),
@@ -157,7 +153,7 @@ ENTRIES: tuple[Entry, ...] = (
         formula="LiCoO2",
         spacegroup="R-3m",  # hexagonal axes
         sg_number=166,
-        lattice=_hex(2.816, 14.054),
+        lattice=hexagonal_cell(2.816, 14.054),
         species=("Li", "Co", "O"),
         coords=((0.0, 0.0, 0.0), (0.0, 0.0, 0.5), (0.0, 0.0, 0.2396)),  # Li 3a, Co 3b, O 6c
         z=3,
@@ -178,7 +174,7 @@ ENTRIES: tuple[Entry, ...] = (
         formula="LiNiO2",
         spacegroup="R-3m",
         sg_number=166,
-        lattice=_hex(2.878, 14.19),
+        lattice=hexagonal_cell(2.878, 14.19),
         species=("Li", "Ni", "O"),
         coords=((0.0, 0.0, 0.0), (0.0, 0.0, 0.5), (0.0, 0.0, 0.2415)),
         z=3,
@@ -203,7 +199,7 @@ ENTRIES: tuple[Entry, ...] = (
         # to this symbol give Li16Mn8O32, which the checks reject.
         spacegroup="Fd-3m",
         sg_number=227,
-        lattice=_cubic(8.245),
+        lattice=cubic_cell(8.245),
         species=("Li", "Mn", "O"),
         coords=((0.0, 0.0, 0.0), (0.625, 0.625, 0.625), (0.3881, 0.3881, 0.3881)),
         z=8,
@@ -222,7 +218,7 @@ ENTRIES: tuple[Entry, ...] = (
         formula="LiTiS2",
         spacegroup="P-3m1",
         sg_number=164,
-        lattice=_hex(3.455, 6.19),
+        lattice=hexagonal_cell(3.455, 6.19),
         species=("Ti", "Li", "S"),
         coords=((0.0, 0.0, 0.0), (0.0, 0.0, 0.5), (1.0 / 3.0, 2.0 / 3.0, 0.245)),  # Ti 1a, Li 1b, S 2d
         z=1,
@@ -243,7 +239,7 @@ ENTRIES: tuple[Entry, ...] = (
         formula="TiS2",
         spacegroup="P-3m1",
         sg_number=164,
-        lattice=_hex(3.4073, 5.6953),
+        lattice=hexagonal_cell(3.4073, 5.6953),
         species=("Ti", "S"),
         coords=((0.0, 0.0, 0.0), (1.0 / 3.0, 2.0 / 3.0, 0.25)),  # Ti 1a, S 2d
         z=1,
@@ -265,7 +261,7 @@ ENTRIES: tuple[Entry, ...] = (
         formula="Li2S",
         spacegroup="Fm-3m",
         sg_number=225,
-        lattice=_cubic(5.708),
+        lattice=cubic_cell(5.708),
         species=("Li", "S"),
         coords=((0.25, 0.25, 0.25), (0.0, 0.0, 0.0)),  # antifluorite: Li 8c, S 4a
         z=4,
@@ -286,7 +282,7 @@ ENTRIES: tuple[Entry, ...] = (
         formula="Li2O",
         spacegroup="Fm-3m",
         sg_number=225,
-        lattice=_cubic(4.619),
+        lattice=cubic_cell(4.619),
         species=("Li", "O"),
         coords=((0.25, 0.25, 0.25), (0.0, 0.0, 0.0)),
         z=4,
@@ -307,7 +303,7 @@ ENTRIES: tuple[Entry, ...] = (
         formula="Li3N",
         spacegroup="P6/mmm",
         sg_number=191,
-        lattice=_hex(3.648, 3.875),
+        lattice=hexagonal_cell(3.648, 3.875),
         species=("N", "Li", "Li"),
         coords=((0.0, 0.0, 0.0), (0.0, 0.0, 0.5), (1.0 / 3.0, 2.0 / 3.0, 0.0)),  # N 1a, Li1 1b, Li2 2c
         z=1,
@@ -325,7 +321,7 @@ ENTRIES: tuple[Entry, ...] = (
         formula="Na2S",
         spacegroup="Fm-3m",
         sg_number=225,
-        lattice=_cubic(6.539),
+        lattice=cubic_cell(6.539),
         species=("Na", "S"),
         coords=((0.25, 0.25, 0.25), (0.0, 0.0, 0.0)),  # antifluorite: Na 8c, S 4a
         z=4,
@@ -347,7 +343,7 @@ ENTRIES: tuple[Entry, ...] = (
         formula="Li3PS4",
         spacegroup="Pmn2_1",
         sg_number=31,
-        lattice=_ortho(7.70829, 6.53521, 6.1365),
+        lattice=orthorhombic_cell(7.70829, 6.53521, 6.1365),
         species=("P", "S", "S", "S", "Li", "Li"),
         coords=(
             (0.0, 0.8191, 0.0),  # P 2a

@@ -57,3 +57,16 @@ def check_bonds(structure: Structure, bonds: tuple[Bond, ...]) -> tuple[dict[str
             if lo < bond.lo or hi > bond.hi:
                 problems.append(f"{bond.center}-{bond.ligand} {lo:.3f}-{hi:.3f} A outside [{bond.lo}, {bond.hi}]")
     return ranges, problems
+
+
+def hexagonal_cell(a: float, c: float) -> tuple[float, float, float, float, float, float]:
+    """(a, b, c, alpha, beta, gamma) of a hexagonal cell."""
+    return (a, a, c, 90.0, 90.0, 120.0)
+
+
+def orthorhombic_cell(a: float, b: float, c: float) -> tuple[float, float, float, float, float, float]:
+    return (a, b, c, 90.0, 90.0, 90.0)
+
+
+def cubic_cell(a: float) -> tuple[float, float, float, float, float, float]:
+    return (a, a, a, 90.0, 90.0, 90.0)

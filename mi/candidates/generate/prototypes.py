@@ -32,7 +32,7 @@ from typing import Literal
 import numpy as np
 from pymatgen.core import Composition, Lattice, Structure
 
-from mi.candidates.generate.crystal import Bond, check_bonds
+from mi.candidates.generate.crystal import Bond, check_bonds, cubic_cell, hexagonal_cell, orthorhombic_cell
 
 Role = Literal["working_ion", "redox", "framework", "anion"]
 ROLES: tuple[str, ...] = ("working_ion", "redox", "framework", "anion")
@@ -96,16 +96,6 @@ class Prototype:
         raise KeyError(f"{self.id}: no site labelled {label!r} (labels: {', '.join(self.labels)})")
 
 
-def _hex(a: float, c: float) -> tuple[float, float, float, float, float, float]:
-    return (a, a, c, 90.0, 90.0, 120.0)
-
-
-def _ortho(a: float, b: float, c: float) -> tuple[float, float, float, float, float, float]:
-    return (a, b, c, 90.0, 90.0, 90.0)
-
-
-def _cubic(a: float) -> tuple[float, float, float, float, float, float]:
-    return (a, a, a, 90.0, 90.0, 90.0)
 
 
 def _tet(a: float, c: float) -> tuple[float, float, float, float, float, float]:
@@ -121,7 +111,7 @@ PROTOTYPES: tuple[Prototype, ...] = (
         formula="LiFePO4",
         spacegroup="Pnma",
         sg_number=62,
-        lattice=_ortho(10.3377, 6.0112, 4.6950),
+        lattice=orthorhombic_cell(10.3377, 6.0112, 4.6950),
         sites=(
             Site("A", "Li", (0.0, 0.0, 0.0), "working_ion", 1, 6),  # 4a
             Site("M", "Fe", (0.28222, 0.25, 0.97472), "redox", 2, 6),  # 4c
@@ -142,7 +132,7 @@ PROTOTYPES: tuple[Prototype, ...] = (
         formula="LiCoO2",
         spacegroup="R-3m",  # hexagonal axes
         sg_number=166,
-        lattice=_hex(2.816, 14.054),
+        lattice=hexagonal_cell(2.816, 14.054),
         sites=(
             Site("A", "Li", (0.0, 0.0, 0.0), "working_ion", 1, 6),  # 3a
             Site("M", "Co", (0.0, 0.0, 0.5), "redox", 3, 6),  # 3b
@@ -161,7 +151,7 @@ PROTOTYPES: tuple[Prototype, ...] = (
         # pymatgen's Fd-3m is origin choice 1: Li 8a (0,0,0), Mn 16d (5/8,5/8,5/8), O 32e (u,u,u).
         spacegroup="Fd-3m",
         sg_number=227,
-        lattice=_cubic(8.245),
+        lattice=cubic_cell(8.245),
         sites=(
             Site("A", "Li", (0.0, 0.0, 0.0), "working_ion", 1, 4),
             Site("M", "Mn", (0.625, 0.625, 0.625), "redox", 3.5, 6),  # Mn3+/Mn4+ 1:1
@@ -212,7 +202,7 @@ PROTOTYPES: tuple[Prototype, ...] = (
         formula="NaZr2(PO4)3",
         spacegroup="R-3c",  # hexagonal axes
         sg_number=167,
-        lattice=_hex(8.815, 22.746),
+        lattice=hexagonal_cell(8.815, 22.746),
         sites=(
             Site("A", "Na", (0.0, 0.0, 0.0), "working_ion", 1, 6),  # 6b (M1)
             Site("M", "Zr", (0.0, 0.0, 0.1456), "redox", 4, 6),  # 12c
@@ -263,7 +253,7 @@ PROTOTYPES: tuple[Prototype, ...] = (
         formula="Li6PS5Cl",
         spacegroup="F-43m",
         sg_number=216,
-        lattice=_cubic(9.898),
+        lattice=cubic_cell(9.898),
         sites=(
             Site("A", "Li", (0.02043, 0.18509, 0.81491), "working_ion", 1, 3, occupancy=0.5, keep=24),  # 48h
             Site("X", "P", (0.0, 0.0, 0.5), "framework", 5, 4),  # 4b
@@ -286,7 +276,7 @@ PROTOTYPES: tuple[Prototype, ...] = (
         formula="Li3ClO",
         spacegroup="Pm-3m",
         sg_number=221,
-        lattice=_cubic(3.91),
+        lattice=cubic_cell(3.91),
         sites=(
             Site("A", "Li", (0.0, 0.5, 0.5), "working_ion", 1, 2),  # 3c
             Site("O", "O", (0.5, 0.5, 0.5), "anion", -2, 6),  # 1b
@@ -304,7 +294,7 @@ PROTOTYPES: tuple[Prototype, ...] = (
         formula="Na2Mn3O6",
         spacegroup="P6_3/mmc",
         sg_number=194,
-        lattice=_hex(2.885, 11.155),
+        lattice=hexagonal_cell(2.885, 11.155),
         sites=(
             Site("M", "Mn", (0.0, 0.0, 0.0), "redox", 10.0 / 3.0, 6),  # 2a; published Ni1/3Mn2/3: see note
             Site("O", "O", (1.0 / 3.0, 2.0 / 3.0, 0.0926), "anion", -2, 6),  # 4f
