@@ -217,7 +217,7 @@ class FeaturesConfig(_Frozen):
     workers: int | Literal["auto"] = Field(
         "auto",
         description="processes for structure features; 0 or 1 = in this process; auto = one per core (at most 8) "
-        "from 200 structures on, in this process below that",
+        "from 500 structures on, in this process below that",
     )
     chunk_size: int = Field(32, ge=1, description="structures per task sent to a worker and per cache write")
     timeout_s: float | None = Field(60.0, gt=0, description="time limit per structure; null = none")
@@ -354,7 +354,7 @@ class OptimiserConfig(_Frozen):
     lr: float = Field(2e-3, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
     momentum: float = Field(0.9, ge=0, lt=1, description="sgd only")
-    grad_clip: float | None = Field(None, gt=0, description="clip the gradient norm (all members together)")
+    grad_clip: float | None = Field(None, gt=0, description="clip each ensemble member's gradient norm")
 
 
 class ScheduleConfig(_Frozen):

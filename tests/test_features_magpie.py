@@ -75,6 +75,7 @@ def test_packaged_table_is_matminers():
         assert list(table.oxidation_states[z]) == list(imputed.get_oxidation_states(element)), element
 
 
+@pytest.mark.slow
 @pytest.mark.shared
 def test_equals_matminer_on_materials_project_compositions():
     featurizers = _matminer_featurizers()

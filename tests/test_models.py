@@ -40,13 +40,20 @@ def _candidates(formulas):
     return [Candidate(f, "test", f, Composition(f), None, composition_hash(Composition(f))) for f in formulas]
 
 
+FCC = np.array([[0, 0, 0], [0, 0.5, 0.5], [0.5, 0, 0.5], [0.5, 0.5, 0]])
+
+
 def _structures() -> list[Structure]:
-    """A dozen small real crystals: rock salts, antifluorites, CsCl types, with one disordered site."""
+    """A dozen small real crystals: rock salts, antifluorites, CsCl types, with one disordered site.
+
+    Built from explicit coordinates (Structure.from_spacegroup costs most of a second per call).
+    """
     out = []
     for a, (cation, anion) in zip(np.linspace(4.0, 6.0, 5), [("Li", "F"), ("Na", "Cl"), ("Mg", "O"), ("K", "Br"), ("Ca", "S")]):
-        out.append(Structure.from_spacegroup("Fm-3m", Lattice.cubic(a), [cation, anion], [[0, 0, 0], [0.5, 0.5, 0.5]]))
+        out.append(Structure(Lattice.cubic(a), [cation] * 4 + [anion] * 4, np.vstack([FCC, (FCC + 0.5) % 1])))
     for a, (cation, anion) in zip((5.7, 4.6, 6.5), [("Li", "S"), ("Li", "O"), ("Na", "S")]):
-        out.append(Structure.from_spacegroup("Fm-3m", Lattice.cubic(a), [anion, cation], [[0, 0, 0], [0.25, 0.25, 0.25]]))
+        tetrahedral = np.vstack([FCC + 0.25, FCC + 0.75]) % 1
+        out.append(Structure(Lattice.cubic(a), [anion] * 4 + [cation] * 8, np.vstack([FCC, tetrahedral])))
     for a, (x, y) in zip((3.4, 4.1, 3.0), [("Cs", "Cl"), ("Cs", "Br"), ("Cu", "Zn")]):
         out.append(Structure(Lattice.cubic(a), [x, y], [[0, 0, 0], [0.5, 0.5, 0.5]]))
     disordered = out[0].copy()

@@ -23,7 +23,15 @@ the machine does not count against either side; wall seconds are printed too):
 
     python experiments/benchmarks/featurize.py [--compositions 10000] [--structures 0 (= all)] [--workers 2]
 
-Latest run (2 shared CPU cores, 10,000 compositions, 254 OBELiX CIFs): see the report of issue 3.
+Latest run (2 CPU cores shared with other jobs, load ~5; 10,000 compositions, 254 OBELiX CIFs, matminer 0.10.1):
+
+    task                                                         n   mi /s/core  matminer /s/core  mi/matminer
+    composition: Magpie element statistics                   10000        27338             683.6        40.0x
+    composition: all 145 Magpie attributes                   10000        27338             534.3        51.2x
+    structure: density, packing, CN, bonds (+ space group)     254          159               1.0       151.8x
+    structure + working_ion sets                               254          119               1.0       113.4x
+    largest relative difference, composition (10000 x 145 values): 4.1e-16; structure (59 ordered): 5.1e-15
+    cache: first run 10.1 s, second run 0.94 s (every row from the cache): 10.7x faster
 """
 
 from __future__ import annotations

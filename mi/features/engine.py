@@ -3,13 +3,14 @@
 * **Batch sets** (composition) run in this process, a few thousand candidates per array operation; if a
   chunk raises, it is recomputed one candidate at a time to find the culprits.
 * **Per-structure sets** (structure, working_ion) run together on one `StructureAnalysis` per structure.
-  With ``workers > 1`` and more than one chunk of structures (``workers="auto"``: one per core, and only
-  from 200 structures on, since a worker takes seconds to start), chunks go to spawned worker processes;
-  a structure that runs past ``timeout_s`` gets its worker killed (a hard limit, even inside C code), is
-  reported, and the rest of the chunk goes to a fresh worker. A worker that dies (memory, a
-  crash) costs only the structure it was on. In this process (``workers`` 0 or 1, or one chunk only) the
-  limit is a SIGALRM timer, which can only interrupt Python code; the neighbour-list size guard in
-  `mi.features.structure` keeps C code from running away on absurd cells.
+  With ``workers > 1`` and more than one chunk of structures (``workers="auto"``: one per core, from 500
+  structures on, since starting the pool takes a second or two), chunks go to worker processes forked
+  from a forkserver (spawned where there is none). A structure that runs past ``timeout_s`` gets its
+  worker killed (a hard limit, even inside C code) and is reported; the rest of its chunk goes to a fresh
+  worker. A worker that dies (memory, a crash) costs only the structure it was on. In this process
+  (``workers`` 0 or 1, or one chunk only) the limit is a SIGALRM timer, which interrupts Python code only;
+  the size guards in `mi.features.structure` keep C code from running away on absurd cells. Like any
+  multiprocessing code, a script that asks for workers needs the ``if __name__ == "__main__":`` guard.
 * **Cache**: rows are looked up by ``Candidate.content_hash`` before any work, and each finished chunk is
   written back at once (see `mi.features.cache`).
 
@@ -34,6 +35,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pymatgen.core import Element
 from tqdm.auto import tqdm
 
 from mi.candidates.base import Candidate, Failure
@@ -45,7 +47,7 @@ from mi.features.structure import StructureAnalysis
 log = logging.getLogger(__name__)
 
 BATCH_CHUNK = 4096  # compositions per array operation: bounds the padded arrays' memory
-AUTO_POOL_MIN_STRUCTURES = 200  # workers="auto" runs fewer structures in this process
+AUTO_POOL_MIN_STRUCTURES = 500  # workers="auto" runs fewer structures in this process
 WORKER_START_LIMIT_S = 300.0  # a worker that cannot even import mi in this long is a broken install
 
 
@@ -145,6 +147,23 @@ def _worker_main(conn) -> None:
             conn.send(("result", job, describe_structure(structure, set_names, working_ion)))
 
 
+def _pool_context():
+    """forkserver where there is one, else spawn; never a plain fork of this process.
+
+    A fork of the parent could copy torch's threads mid-lock and deadlock. A forkserver is a fresh, single-
+    threaded process that imports mi.features once; each worker (and each replacement for a killed one) is
+    then forked from it in milliseconds instead of importing pymatgen anew.
+    """
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        # the modules whose import takes seconds (bond-valence tables, spglib), loaded once in the server
+        context.set_forkserver_preload(
+            ["mi.features.engine", "pymatgen.core.bond_valence", "pymatgen.symmetry.analyzer"]
+        )
+        return context
+    return multiprocessing.get_context("spawn")
+
+
 class _Worker:
     def __init__(self, context):
         self.conn, child = context.Pipe()
@@ -189,8 +208,7 @@ def _run_pool(
     `on_result(job, outcome, timed_out)` gets a dict of rows/reasons per set, or one reason for every set
     (time-out, dead worker).
     """
-    # spawn, not fork: the parent may hold torch's threads, and a forked copy of them can deadlock.
-    context = multiprocessing.get_context("spawn")
+    context = _pool_context()
     order = list(jobs)
     pending = deque(order[k : k + chunk_size] for k in range(0, len(order), chunk_size))
     workers = [_Worker(context) for _ in range(min(n_workers, len(pending)))]
@@ -313,8 +331,11 @@ def featurize_candidates(
     """
     started = time.perf_counter()
     feature_sets = [get_feature_set(name) for name in dict.fromkeys(sets)]
-    if any(fs.uses_working_ion for fs in feature_sets) and not working_ion:
-        raise ConfigError("features.sets: 'working_ion' needs the screen's working ion (properties.working_ion)")
+    if any(fs.uses_working_ion for fs in feature_sets):
+        if not working_ion:
+            raise ConfigError("features.sets: 'working_ion' needs the screen's working ion (properties.working_ion)")
+        if not Element.is_valid_symbol(str(working_ion)):
+            raise ConfigError(f"properties.working_ion: {working_ion!r} is not an element")
     if chunk_size < 1:
         raise ConfigError(f"features.chunk_size: must be at least 1, got {chunk_size}")
     if cache is not None and not isinstance(cache, FeatureCache):

@@ -1,5 +1,10 @@
-"""Surrogate models: descriptor ensembles, their one-file checkpoints, training and the embedded default.
+"""Surrogate models: networks, their one-file checkpoints, training, datasets, evaluation and the embedded default.
 
-Import from the submodules (`mi.models.checkpoint`, `mi.models.train`, ...); this package imports nothing
-at import time so that `import mi` stays light.
+* `mi.models.surrogate`: `EnsembleNet` (ensembles with normalisers inside), `EnsembleMLP`, `Surrogate`;
+* `mi.models.element_net`: element-attention set network on compositions;
+* `mi.models.graph_net`: crystal graph network on structures;
+* `mi.models.inputs`: what each kind reads (descriptors, compositions, graphs) and its batching;
+* `mi.models.checkpoint`, `mi.models.train`, `mi.models.datasets`, `mi.models.evaluate`, `mi.models.device`.
+
+Import from the submodules; this package imports nothing at import time so that `import mi` stays light.
 """

@@ -61,19 +61,29 @@ def _fraction_encoding(frac: torch.Tensor) -> torch.Tensor:
 
 
 class _WeightedAttentionLayer(nn.Module):
-    """Pre-norm transformer layer whose attention softmax is weighted by the key's fraction."""
+    """Pre-norm transformer layer whose attention softmax is weighted by the key's fraction.
+
+    Attention is written out rather than taken from `nn.MultiheadAttention`: compositions have a handful of
+    elements, and for such short sets the fused kernels cost more than they save on a CPU.
+    """
 
     def __init__(self, d_model: int, n_heads: int, ff_dim: int, dropout: float) -> None:
         super().__init__()
         self.n_heads = n_heads
         self.norm1 = nn.LayerNorm(d_model)
-        self.attention = nn.MultiheadAttention(d_model, n_heads, dropout=dropout, batch_first=True)
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.out = nn.Linear(d_model, d_model)
+        self.drop = nn.Dropout(dropout)
         self.norm2 = nn.LayerNorm(d_model)
         self.ff = nn.Sequential(nn.Linear(d_model, ff_dim), nn.SiLU(), nn.Dropout(dropout), nn.Linear(ff_dim, d_model))
 
     def forward(self, h: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        x = self.norm1(h)
-        h = h + self.attention(x, x, x, attn_mask=bias, need_weights=False)[0]
+        """h (B, M, d); bias (B, 1, 1, M): log fraction of each key, a large negative number for padding."""
+        b, m, d = h.shape
+        q, k, v = self.qkv(self.norm1(h)).view(b, m, 3, self.n_heads, d // self.n_heads).unbind(dim=2)
+        scores = torch.einsum("bqhc,bkhc->bhqk", q, k) / math.sqrt(d // self.n_heads) + bias
+        attended = torch.einsum("bhqk,bkhc->bqhc", self.drop(torch.softmax(scores, dim=-1)), v).reshape(b, m, d)
+        h = h + self.out(attended)
         return h + self.ff(self.norm2(h))
 
 
@@ -97,10 +107,7 @@ class _ElementSetMember(nn.Module):
         present = z > 0  # (B, M)
         log_frac = torch.where(present, torch.log(frac.clamp(min=1e-12)), torch.full_like(frac, -1e4))
         h = self.embedding(z) + self.properties(props) + self.fraction(_fraction_encoding(frac))
-        n_heads = self.layers[0].n_heads if len(self.layers) else 1
-        # (B * heads, M_query, M_key) additive bias: log of the key's fraction, -inf-like for padding.
-        bias = log_frac[:, None, None, :].expand(-1, n_heads, z.shape[1], -1).reshape(-1, z.shape[1], z.shape[1])
-        bias = bias.to(h.dtype)
+        bias = log_frac[:, None, None, :].to(h.dtype)  # (B, 1, 1, M_key): added to every head's and query's logits
         for layer in self.layers:
             h = layer(h, bias)
         h = self.norm(h)

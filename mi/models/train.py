@@ -413,7 +413,8 @@ def train(
             scaler.scale(total).backward()
             if cfg.optimiser.grad_clip is not None:
                 scaler.unscale_(optimiser)
-                torch.nn.utils.clip_grad_norm_(module.parameters(), cfg.optimiser.grad_clip)
+                for i in active:  # per member: one member's bad batch must not shrink the others' steps
+                    torch.nn.utils.clip_grad_norm_(module.members[i].parameters(), cfg.optimiser.grad_clip)
             scaler.step(optimiser)
             scaler.update()
             scheduler.step()
