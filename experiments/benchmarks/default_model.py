@@ -12,6 +12,16 @@ and reports MAE per model (mean +- std over folds), the calibration of our predi
 test |errors| within 1 and 2 std; 0.683 and 0.954 for a calibrated Gaussian), and the MAE ratio ours/RF.
 
     python experiments/benchmarks/default_model.py [--folds 5] [--quick] [--threads 1]
+
+Latest run (composition set v2, 145 Magpie-equivalent columns; 5 folds, seed 0; 2 cores shared with other
+jobs, so the seconds are inflated):
+
+    model                                       MAE [eV/atom]  train+predict s
+    ours (5 x MLP [256, 128])                0.0989 ± 0.0066             5497
+    RandomForest (300 trees)                 0.1183 ± 0.0097               87
+    training-fold mean                       0.7697 ± 0.0324                -
+    ours calibration: |error| <= 1 std 0.675 (0.683 ideal), <= 2 std 0.889 (0.954 ideal)
+    MAE ratio ours/RF: 0.836
 """
 
 from __future__ import annotations
