@@ -28,32 +28,10 @@ from pathlib import Path
 
 from pymatgen.core import Element
 
+from mi.features.composition import MAGPIE_PROPERTIES
+
 MAX_Z = 118
 # The element properties of matminer's ElementProperty.from_preset("magpie"), in its order.
-MAGPIE_PROPERTIES: tuple[str, ...] = (
-    "Number",
-    "MendeleevNumber",
-    "AtomicWeight",
-    "MeltingT",
-    "Column",
-    "Row",
-    "CovalentRadius",
-    "Electronegativity",
-    "NsValence",
-    "NpValence",
-    "NdValence",
-    "NfValence",
-    "NValence",
-    "NsUnfilled",
-    "NpUnfilled",
-    "NdUnfilled",
-    "NfUnfilled",
-    "NUnfilled",
-    "GSvolume_pa",
-    "GSbandgap",
-    "GSmagmom",
-    "SpaceGroupNumber",
-)
 OXIDATION_STATES = "OxidationStates"  # used by the "compound possible" feature
 OUT = Path(__file__).with_name("magpie_elements.csv")
 
