@@ -188,3 +188,12 @@ def test_limit_and_hash(tmp_path):
     dataset = load_dataset(cfg, tmp_path / "t.csv")
     assert len(dataset) == 3 and dataset.frame["y"].tolist() == [1.0, 2.0, 3.0]
     assert dataset_hash(dataset) != dataset_hash(dataset.subset(np.arange(2)))
+
+
+def test_sodium_nitride_is_a_formula_not_a_missing_value(tmp_path):
+    (tmp_path / "t.csv").write_text("formula,target\nNaN,0.3\nLiF,nan\n")
+    dataset = read_table(tmp_path / "t.csv", {"e_hull_eV_atom": "target"})
+    candidates, failures = dataset.candidates()
+    assert failures == []
+    assert [c.formula for c in candidates] == ["NaN", "LiF"]
+    assert math.isnan(dataset.frame["e_hull_eV_atom"].iloc[1])

@@ -208,7 +208,8 @@ def _ase_structure(atoms) -> Structure:
 def _records_from_file(path: Path, kind: str) -> tuple[list[tuple[str, dict[str, Any], Any]], dict[str, str]]:
     """(row id, columns, structure-or-None) per record, and units the file declares (JSON only)."""
     if kind == "csv":
-        table = pd.read_csv(path)
+        # "NaN" is sodium nitride, not a missing value: only these spellings mean missing.
+        table = pd.read_csv(path, keep_default_na=False, na_values=["", "nan", "NA", "N/A", "null", "None"])
         ids = table["id"].astype(str) if "id" in table.columns else pd.Series([str(i) for i in range(len(table))])
         return [(ids[i], row, None) for i, row in enumerate(table.to_dict("records"))], {}
     if kind == "json":
