@@ -1,4 +1,4 @@
-"""The `mi` command line: screen, validate, train, generate, info.
+"""The `mi` command line: screen, validate, train, evaluate, generate, info, loop.
 
 Handlers log, return exit codes, and never call sys.exit themselves, so tests run them in-process through
 `main(argv)`.
@@ -43,6 +43,11 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="run directory (default <export.out_dir>/<name>/<run-id>)")
     p.add_argument("--strict", action="store_true", help="stop with a non-zero exit at the first failure")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--backend", choices=["local", "ray"], default=None, help="where chunks run (execution.backend)")
+    p.add_argument(
+        "--resume", action="store_true",
+        help="continue a killed run: reuse its complete shards (the --out folder, or the newest unfinished run)",
+    )
     p.set_defaults(handler=_cmd_screen)
 
     p = sub.add_parser("validate", help="check an experiment config and exit")
@@ -78,10 +83,25 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=_cmd_generate)
 
+    p = sub.add_parser("label", help="label candidates with an oracle (CHGNet) into a dataset mi train reads")
+    p.add_argument("config", type=Path)
+    _add_overrides(p)
+    p.add_argument("--out", type=Path, default=None, help="output folder (default <output.dir>)")
+    p.add_argument("--resume", action="store_true", help="keep the finished chunks in the folder, label the rest")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_cmd_label)
+
     p = sub.add_parser("info", help="print a checkpoint's card")
     p.add_argument("checkpoint", help="a checkpoint file, or builtin:<name>")
     p.add_argument("--json", action="store_true", help="the whole card as JSON (feature names included)")
     p.set_defaults(handler=_cmd_info)
+
+    p = sub.add_parser("loop", help="active learning: rank the pool, label a batch with the oracle, retrain, repeat")
+    p.add_argument("config", type=Path)
+    _add_overrides(p)
+    p.add_argument("--out", type=Path, default=None, help="loop folder (default <out_dir>/<name>)")
+    p.add_argument("--resume", action="store_true", help="continue after the last complete round in the folder")
+    p.set_defaults(handler=_cmd_loop)
     return parser
 
 
@@ -99,6 +119,19 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         gen = load_generate_config(args.config, args.overrides)
         print(f"{args.config}: valid generate config {gen.name!r}: {len(gen.generate.prototypes)} prototype job(s), "
               f"{len(gen.generate.compositions)} composition space(s)")
+        return EXIT_OK
+    if isinstance(raw, dict) and "pool" in raw and "labeller" in raw:
+        from mi.config import load_loop_config
+
+        loop = load_loop_config(args.config, args.overrides)
+        print(f"{args.config}: valid loop config {loop.name!r}: {loop.acquisition.kind}, {loop.rounds} round(s) "
+              f"of {loop.batch_size}, labeller {loop.labeller.kind}")
+        return EXIT_OK
+    if isinstance(raw, dict) and "candidates" in raw and "ranking" not in raw and {"oracle", "labels"} & set(raw):
+        from mi.config import load_label_config
+
+        label = load_label_config(args.config, args.overrides)
+        print(f"{args.config}: valid label config {label.name!r}: oracle {label.oracle.name} {label.oracle.model}")
         return EXIT_OK
     if isinstance(raw, dict) and "checkpoint" in raw and "candidates" not in raw:
         cfg = load_train_config(args.config, args.overrides)
@@ -119,8 +152,9 @@ def _cmd_screen(args: argparse.Namespace) -> int:
     from mi.export.rundir import format_top_table
     from mi.pipeline import screen
 
-    cfg = load_config(args.config, args.overrides)
-    result = screen(cfg, out=args.out, strict=args.strict, progress=not args.no_progress)
+    overrides = [*args.overrides, *([f"execution.backend={args.backend}"] if args.backend else [])]
+    cfg = load_config(args.config, overrides)
+    result = screen(cfg, out=args.out, strict=args.strict, progress=not args.no_progress, resume=args.resume)
     ranked = result.ranked
     objectives = [o.column for o in cfg.ranking.objectives]
     columns = ["rank", "id", "formula", *dict.fromkeys(objectives), "score", "pareto_rank"]
@@ -218,6 +252,33 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         f"\nkept {counts['kept']} of {counts['generated']} generated ({counts['duplicates']} duplicates, "
         f"{counts['rejected_charge']} rejected by charge balance, {counts['rejected_radius']} by radius) in "
         f"{summary['seconds']} s; shards in {Path(summary['out_dir']) / 'shards'}"
+    )
+    return EXIT_OK
+
+
+def _cmd_loop(args: argparse.Namespace) -> int:
+    from mi.active import run_loop
+    from mi.config import load_loop_config
+
+    cfg = load_loop_config(args.config, args.overrides)
+    result = run_loop(cfg, args.out, resume=args.resume)
+    columns = [c for c in ("round", "n_labelled", "n_calls", "n_good", "best_score", "seconds") if c in result.log]
+    print(result.log[columns].to_string(index=False))
+    print(f"\nlog, plot and labels in {result.out_dir}")
+    return EXIT_OK
+
+
+def _cmd_label(args: argparse.Namespace) -> int:
+    from mi.config import load_label_config
+    from mi.oracle.run import label_from_config
+
+    cfg = load_label_config(args.config, args.overrides)
+    manifest = label_from_config(cfg, args.out, resume=args.resume, progress=not args.no_progress)
+    counts = manifest["counts"]
+    print(
+        f"labelled {counts['labelled']} of {counts['candidates']} candidates ({counts['failed']} failures, "
+        f"{counts['chunks_reused']} of {counts['chunks']} chunks reused) in {manifest['wall_time_s']} s; "
+        f"labels.json, failures.csv and manifest.json in {manifest['out_dir']}"
     )
     return EXIT_OK
 

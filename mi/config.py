@@ -221,6 +221,10 @@ class FeaturesConfig(_Frozen):
     )
     chunk_size: int = Field(32, ge=1, description="structures per task sent to a worker and per cache write")
     timeout_s: float | None = Field(60.0, gt=0, description="time limit per structure; null = none")
+    max_memory_mb: float | None = Field(
+        4096.0, gt=0, description="memory one structure's features may add (RLIMIT_AS, Linux); past it the "
+        "structure is reported, not the run; null = none",
+    )
     cache_dir: str | None = Field(
         "auto",
         description="feature cache folder (relative to the config file); auto = $XDG_CACHE_HOME/mi/features "
@@ -533,6 +537,35 @@ class ExportConfig(_Frozen):
     report: bool = Field(True, description="report.html and passport/<id>.json for the top-k candidates")
 
 
+# --- execution --------------------------------------------------------------------------------------
+
+
+class ExecutionConfig(_Frozen):
+    """Where and in what pieces a screen runs (`mi.execution`); the ranked output does not depend on it."""
+
+    backend: Literal["local", "ray"] = Field("local", description="local: this machine; ray: a Ray cluster")
+    chunk_size: int = Field(10_000, ge=1, description="candidates per chunk (one task, one Parquet shard)")
+    workers: int | Literal["auto"] = Field(
+        1, description="local: processes screening chunks (1 = in this process; auto = one per core, at most 8); "
+        "ray: chunks in flight at once (auto = the cluster's CPUs)"
+    )
+    address: str | None = Field(
+        None, description="ray: cluster address; 'auto' joins a running cluster; null: RAY_ADDRESS, else a local Ray"
+    )
+    num_gpus: float = Field(0.0, ge=0, description="ray: GPUs per chunk task (fractions share a GPU)")
+    max_rows_in_memory: int = Field(
+        500_000, ge=1, description="up to this many ranked rows the merge ranks them all at once (every row in "
+        "ranked.csv); above it, it streams over the shards and keeps the top-k and the Pareto front"
+    )
+
+    @field_validator("workers")
+    @classmethod
+    def _workers_positive(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("workers must be 1 or more, or 'auto'")
+        return value
+
+
 # --- the experiment ---------------------------------------------------------------------------------
 
 
@@ -544,6 +577,7 @@ class ScreenConfig(_Frozen):
     properties: PropertiesConfig = Field(default_factory=PropertiesConfig)
     ranking: RankingConfig
     export: ExportConfig = Field(default_factory=ExportConfig)
+    execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
     # The folder relative paths are resolved against; set by the loader, never read from YAML.
     base_dir: str = Field(".", exclude=True)
 
@@ -572,6 +606,180 @@ class TrainRunConfig(_Frozen):
 
     def resolve(self, path: str) -> Path:
         return _resolve(self.base_dir, path)
+
+
+# --- active learning (`mi loop`) ---------------------------------------------------------------------
+
+
+class LoopPoolConfig(_Frozen):
+    """The candidates the loop may label: a candidates section (files, folders, generators) or a dataset
+    (ids = the table's ``id`` column or row positions, as a table labeller reads them)."""
+
+    candidates: CandidatesConfig | None = None
+    dataset: DatasetConfig | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> LoopPoolConfig:
+        if (self.candidates is None) == (self.dataset is None):
+            raise ValueError("give exactly one of 'candidates' or 'dataset'")
+        return self
+
+
+class LoopInitialConfig(_Frozen):
+    """The first labelled set: a table of labelled rows, or `n_random` seeded picks from the pool."""
+
+    labelled: str | None = Field(
+        None, description="table with id, formula and the labeller's target columns; relative to the config file"
+    )
+    n_random: int | None = Field(None, ge=2, description="pool candidates picked at random (seeded) and labelled")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _random_by_default(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("labelled") is None and data.get("n_random") is None:
+            return {**data, "n_random": 20}
+        return data
+
+    @model_validator(mode="after")
+    def _not_both(self) -> LoopInitialConfig:
+        if self.labelled is not None and self.n_random is not None:
+            raise ValueError("give either 'labelled' or 'n_random', not both")
+        return self
+
+
+class TableLabellerConfig(_Frozen):
+    """Labels read from a table computed elsewhere (`mi.oracle.table.TableLabeller`)."""
+
+    kind: Literal["table"] = "table"
+    path: str = Field(description="CSV, JSON, extended XYZ or ASE db; relative to the config file")
+    targets: dict[str, str] = Field(min_length=1, description="target name -> column")
+    units: dict[str, str] = Field(default_factory=dict)
+    match: Literal["id", "formula"] = Field("id", description="look candidates up by id or by reduced formula")
+    formula_column: str = "formula"
+    duplicates: Literal["min", "mean", "first"] = Field("min", description="match: formula, several rows per formula")
+
+
+class ChgnetLabellerConfig(_Frozen):
+    """Labels computed by the CHGNet oracle (`mi.oracle.label.chgnet_labeller(**settings)`)."""
+
+    kind: Literal["chgnet"] = "chgnet"
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+
+LabellerConfig = Annotated[TableLabellerConfig | ChgnetLabellerConfig, Field(discriminator="kind")]
+
+
+class AcquisitionConfig(_Frozen):
+    """How the next batch is picked (`mi.ranking.acquisition`)."""
+
+    kind: Literal["greedy", "ucb", "ei", "random"] = "ucb"
+    kappa: float = Field(1.0, ge=0, description="ucb: score of mean + kappa * std")
+    xi: float = Field(0.0, ge=0, description="ei: improvement counted above best score + xi")
+
+
+class LoopConfig(_Frozen):
+    """`mi loop CONFIG`: rank the pool with the surrogate, label a batch, retrain, repeat."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    pool: LoopPoolConfig
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
+    initial: LoopInitialConfig = Field(default_factory=LoopInitialConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig, description="the surrogate's recipe; no 'dataset'")
+    labeller: LabellerConfig
+    acquisition: AcquisitionConfig = Field(default_factory=AcquisitionConfig)
+    objectives: list[Objective] = Field(min_length=1)
+    constraints: list[Constraint] = Field(default_factory=list, description="picked first: rows within them")
+    good: list[Constraint] = Field(
+        default_factory=list, description="what counts as a discovery, applied to the labels (n_good in the log)"
+    )
+    batch_size: int = Field(10, ge=1)
+    rounds: int = Field(5, ge=1)
+    seed: int = 0
+    out_dir: str = Field("../experiments", description="the loop writes to <out_dir>/<name>/ (or --out)")
+    base_dir: str = Field(".", exclude=True)
+
+    @field_validator("train")
+    @classmethod
+    def _no_dataset(cls, value: TrainConfig) -> TrainConfig:
+        if "dataset" in value.model_fields_set:
+            raise ValueError("the loop trains on its labelled set: leave 'dataset' out of train")
+        return value
+
+    @model_validator(mode="after")
+    def _columns_are_targets(self) -> LoopConfig:
+        if self.labeller.kind != "table":
+            return self  # an oracle's targets are known once it is built; the loop checks them then
+        targets = set(self.labeller.targets)
+        for field_name, items in (("objectives", self.objectives), ("constraints", self.constraints), ("good", self.good)):
+            for i, item in enumerate(items):
+                if item.column not in targets:
+                    raise ValueError(
+                        f"{field_name}[{i}].column: {item.column!r} is not a labeller target "
+                        f"({', '.join(sorted(targets))})"
+                    )
+        return self
+
+    def resolve(self, path: str) -> Path:
+        return _resolve(self.base_dir, path)
+
+
+# --- oracle labels (`mi label`) ---------------------------------------------------------------------
+
+
+class OracleConfig(_Frozen):
+    """The energy oracle (`mi.oracle.registry`) and its relaxation settings."""
+
+    name: str = Field("chgnet", description="a registered oracle (mi.oracle.registry)")
+    model: str = Field("0.3.0", description="model version (CHGNet: weights that ship in its wheel)")
+    fmax: float = Field(0.1, gt=0, description="relaxation stops below this max force, eV/A")
+    max_steps: int = Field(300, ge=0, description="FIRE steps at most per structure (then unconverged)")
+    time_limit_s: float | None = Field(120.0, gt=0, description="wall time per structure; beyond it, a failure")
+    relax_cell: bool = True
+    batch_size: int = Field(16, ge=1, description="structures per batch of single points")
+    device: Literal["auto", "cpu", "cuda", "mps"] = "cpu"
+
+
+class LabelTargetsConfig(_Frozen):
+    """What the labels are measured against (`mi.oracle.label.OracleLabeller`)."""
+
+    references: Literal["mp_bundled", "entries", "oracle_elements"] = Field(
+        "mp_bundled", description="hull reference set: pymatgen's bundled MP entries (MP2020), a file, or the oracle's elements"
+    )
+    entries_file: str | None = Field(None, description="references: entries; JSON list of ComputedEntry dicts")
+    working_ion: Literal["Li", "Na", "K", "Mg", "Ca", "Zn", "Al"] = "Li"
+    voltage: bool = Field(True, description="average voltage from the relaxed delithiated counterpart")
+    cache_dir: str | None = Field(
+        "auto", description="elemental-reference cache; auto = $XDG_CACHE_HOME/mi/oracle_references"
+    )
+
+    @model_validator(mode="after")
+    def _entries_need_file(self) -> LabelTargetsConfig:
+        if self.references == "entries" and not self.entries_file:
+            raise ValueError("references: entries needs entries_file")
+        return self
+
+
+class LabelOutputConfig(_Frozen):
+    dir: str = Field("../labels", description="labels.json, failures.csv, manifest.json and chunks/")
+    chunk_size: int = Field(16, ge=1, description="candidates per chunk (each written atomically; --resume skips them)")
+
+
+class LabelConfig(_Frozen):
+    """`mi label CONFIG`: label candidates with an oracle into a dataset `mi train` reads."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    candidates: CandidatesConfig
+    oracle: OracleConfig = Field(default_factory=OracleConfig)
+    labels: LabelTargetsConfig = Field(default_factory=LabelTargetsConfig)
+    output: LabelOutputConfig = Field(default_factory=LabelOutputConfig)
+    base_dir: str = Field(".", exclude=True)
+
+    def resolve(self, path: str) -> Path:
+        return _resolve(self.base_dir, path)
+
+    def hash(self) -> str:
+        payload = json.dumps(self.model_dump(mode="json", exclude={"output"}), sort_keys=True)
+        return "sha256:" + hashlib.sha256(payload.encode()).hexdigest()
 
 
 # --- loading ----------------------------------------------------------------------------------------
@@ -674,3 +882,13 @@ def load_train_config(path: str | Path, overrides: list[str] | tuple[str, ...] =
 def load_generate_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> GenerateRunConfig:
     """Read a `mi generate` config."""
     return _load(GenerateRunConfig, path, overrides)
+
+
+def load_loop_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> LoopConfig:
+    """Read a `mi loop` config."""
+    return _load(LoopConfig, path, overrides)
+
+
+def load_label_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> LabelConfig:
+    """Read a `mi label` config."""
+    return _load(LabelConfig, path, overrides)

@@ -1,7 +1,8 @@
 """One stage after another: candidates -> features -> surrogate + exact properties -> ranking -> export.
 
 Each stage takes plain inputs and returns a table plus failures; this module only wires them together and
-writes the run directory. Nothing here imports the CLI.
+writes the run directory. The row-wise stages run chunk by chunk on a backend (`mi.execution`) and leave
+Parquet shards; the ranking is merged from them. Nothing here imports the CLI.
 """
 
 from __future__ import annotations
@@ -16,14 +17,12 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from mi import __version__
-from mi.candidates import Candidate, Failure, expand_sources, read_candidates, sha256_file
+from mi.candidates import Candidate, Failure, sha256_file
 from mi.config import ScreenConfig
 from mi.errors import InputError
 
 log = logging.getLogger(__name__)
 
-# Descriptor columns worth a researcher's eye in ranked.csv; the rest of the feature matrix stays internal.
-_REPORTED_STRUCTURE_FEATURES = ("volume_per_atom_A3", "packing_fraction")
 
 
 @dataclass
@@ -87,15 +86,72 @@ def _strict_check(strict: bool, failures: list[Failure]) -> None:
         raise InputError(f"{where}: {f.stage}: {f.reason} (--strict stops at the first failure)")
 
 
+def _plan(cfg: ScreenConfig) -> dict:
+    """What shards depend on: a resumed run must have the same, whatever backend or workers it uses."""
+    import hashlib
+    import json
+
+    data = cfg.model_dump(mode="json", exclude={"execution", "export"})
+    payload = json.dumps(data, sort_keys=True)
+    return {
+        "mi_version": __version__,
+        "screen_hash": "sha256:" + hashlib.sha256(payload.encode()).hexdigest(),
+        "chunk_size": cfg.execution.chunk_size,
+    }
+
+
+def _resume_dir(cfg: ScreenConfig) -> Path:
+    """The newest run folder of this experiment that did not finish (for --resume without --out)."""
+    import json
+
+    folder = cfg.resolve(cfg.export.out_dir) / cfg.name
+    runs = sorted((p for p in folder.glob("*") if (p / "manifest.json").is_file()), reverse=True)
+    for run in runs:
+        try:
+            status = json.loads((run / "manifest.json").read_text(encoding="utf-8")).get("status")
+        except ValueError:
+            continue
+        if status != "complete":
+            return run
+    raise InputError(f"--resume: no unfinished run of {cfg.name!r} under {folder}; give the run folder with --out")
+
+
+def _dedupe(notes: list[str]) -> list[str]:
+    return list(dict.fromkeys(notes))
+
+
+def _generator_hashes(cfg: ScreenConfig) -> dict[str, str]:
+    """The generator's fingerprint: its file (or the inline section) and the prototypes it substitutes into."""
+    generate = cfg.candidates.generate
+    if generate is None:
+        return {}
+    from mi.candidates.generate import generator_fingerprint
+
+    if isinstance(generate, str):
+        path = cfg.resolve(generate).resolve()
+        return {f"generate:{path}": "sha256:" + generator_fingerprint(path)}
+    return {"generate:inline": "sha256:" + generator_fingerprint(generate)}
+
+
 def screen(
     cfg: ScreenConfig,
     *,
     out: Path | None = None,
     strict: bool = False,
     progress: bool = True,
+    resume: bool = False,
 ) -> ScreenResult:
-    """Run a screening from a validated config and write its run directory."""
+    """Run a screening from a validated config and write its run directory.
+
+    Candidates stream through the row-wise stages in chunks of ``execution.chunk_size`` on the configured
+    backend (`mi.execution`); each chunk's kept rows go to a Parquet shard in ``<run>/shards/``, and the
+    ranking is merged from the shards. With `resume`, shards that a killed run completed are reused.
+    """
+    from mi.candidates.stream import CandidateStream, chunked
     from mi.data import load_element_facts
+    from mi.execution.chunk import chunk_key
+    from mi.execution.merge import merge_shards, structures_of
+    from mi.execution.shards import complete_shard, record_failures, shard_files, start_shards, write_shard
     from mi.export.rundir import (
         build_manifest,
         new_run_dir,
@@ -106,101 +162,178 @@ def screen(
         write_ranked,
         write_top_cifs,
     )
-    from mi.features import featurize_with_config
-    from mi.properties import compute_properties, derive_properties
-    from mi.ranking import rank
 
     started = _now()
     t0 = time.perf_counter()
-    run_dir = prepare_out_dir(Path(out)) if out is not None else new_run_dir(cfg.resolve(cfg.export.out_dir), cfg.name)
+    execution = cfg.execution
+    if resume and out is None:
+        out = _resume_dir(cfg)
+    if out is not None:
+        run_dir = prepare_out_dir(Path(out))
+    else:
+        run_dir = new_run_dir(cfg.resolve(cfg.export.out_dir), cfg.name)
     # A manifest from the start marks the folder as an mi run, so a crashed run's --out can be reused.
     write_manifest(run_dir, {"mi_version": __version__, "status": "running", "started_at": started})
     write_config(run_dir, resolved_config_yaml(cfg))
-    log.info("run directory: %s", run_dir)
+    start_shards(run_dir, _plan(cfg), resume)
+    log.info("run directory: %s (backend %s, chunks of %d)", run_dir, execution.backend, execution.chunk_size)
 
-    # 1. candidates
-    files = expand_sources(cfg.candidates.sources, cfg.resolve)
-    file_iter = tqdm(files, desc="read", unit="file", disable=not progress, leave=False)
-    candidates, failures = read_candidates(cfg.candidates, cfg.resolve, strict=strict, files=file_iter)
-    counts = {"files": len(files), "read": len(candidates), "failed_to_read": len(failures)}
-    log.info("read %d candidates from %d files (%d failures)", len(candidates), len(files), len(failures))
+    # 1. candidates, streamed
+    stream = CandidateStream(cfg.candidates, cfg.resolve, strict=strict)
+    files = stream.files
+    counts: dict = {"files": len(files)}
+    loaded: dict = {}
 
-    def finish(ranked: pd.DataFrame, checkpoint: tuple[str, str] | None, notes: list[str], status: str = "complete") -> dict:
+    def surrogate():
+        # Loaded at the first chunk: a run without candidates fails before any model work, as before.
+        if not loaded:
+            model, label, digest = _load_surrogate(cfg, run_dir)
+            from mi.models.device import resolve_device
+
+            model.to(resolve_device(cfg.model.device))  # checkpoints load on the CPU; predict where configured
+            loaded.update(model=model, label=label, hash=digest)
+        return loaded
+
+    records: dict[int, dict] = {}
+    reused = 0
+
+    def todo():
+        nonlocal reused
+        candidates = tqdm(stream, desc="screen", unit="candidate", disable=not progress, leave=False)
+        for index, chunk in enumerate(chunked(candidates, execution.chunk_size)):
+            surrogate()
+            if resume:
+                record = complete_shard(run_dir, index, chunk_key(chunk))
+                if record is not None:
+                    records[index] = record
+                    reused += 1
+                    continue
+            yield index, chunk
+
+    def results():
+        if execution.backend == "ray":
+            from mi.execution.ray_backend import import_ray, run_ray
+
+            import_ray()  # a clear error before any reading when Ray is absent
+            jobs = todo()
+            first = next(jobs, None)
+            if first is None:
+                return
+            label, device = surrogate()["label"], cfg.model.device
+
+            def chained():
+                yield first
+                yield from jobs
+
+            yield from run_ray(chained(), cfg, (label, device))
+        else:
+            from mi.execution.local import run_local
+
+            jobs = todo()
+            first = next(jobs, None)
+            if first is None:
+                return
+
+            def chained():
+                yield first
+                yield from jobs
+
+            yield from run_local(
+                chained(), cfg, surrogate()["model"], (surrogate()["label"], cfg.model.device),
+                workers=execution.workers, progress=progress and execution.workers == 1,
+            )
+
+    for result in results():
+        records[result.index] = write_shard(run_dir, result)
+        if strict:
+            feature_failures, property_failures = record_failures(records[result.index])
+            _strict_check(True, feature_failures)
+            _strict_check(True, property_failures)
+    failures = stream.finish()
+    read_failures = len(failures)
+    counts.update({"read": stream.read, "failed_to_read": read_failures})
+    log.info("read %d candidates from %d files (%d failures)", stream.read, len(files), read_failures)
+    indices = sorted(records)
+    feature_failures, property_failures, notes = [], [], []
+    totals = {"features_computed": 0, "features_from_cache": 0, "featurized": 0, "rows": 0, "after_constraints": 0}
+    removed: dict[str, int] = {}
+    for i in indices:
+        ff, pf = record_failures(records[i])
+        feature_failures += ff
+        property_failures += pf
+        notes += records[i]["notes"]
+        for k in totals:
+            totals[k] += int(records[i]["counts"].get(k, 0))
+        for k, v in records[i]["removed"].items():
+            removed[k] = removed.get(k, 0) + int(v)
+    failures += feature_failures + property_failures
+    notes = _dedupe(notes)
+    counts.update(
+        {
+            "features_computed": totals["features_computed"],
+            "features_from_cache": totals["features_from_cache"],
+            "chunks": len(indices),
+            "chunks_reused": reused,
+        }
+    )
+
+    def finish(ranked: pd.DataFrame, notes: list[str], status: str = "complete") -> dict:
         write_failures(run_dir, failures)
+        checkpoint = (loaded["label"], loaded["hash"]) if loaded else None
         manifest = build_manifest(
             config_hash=cfg.hash(),
-            input_hashes={str(p.resolve()): sha256_file(p) for p in files},
+            input_hashes={**{str(p.resolve()): sha256_file(p) for p in files}, **_generator_hashes(cfg)},
             checkpoint=checkpoint[0] if checkpoint else None,
             checkpoint_hash=checkpoint[1] if checkpoint else None,
             started=started,
             ended=_now(),
             counts={**counts, "failed": len(failures), "ranked": len(ranked)},
             notes=notes,
-            extra={"status": status, "wall_time_s": round(time.perf_counter() - t0, 2), "run_dir": str(run_dir)},
+            extra={
+                "status": status,
+                "wall_time_s": round(time.perf_counter() - t0, 2),
+                "run_dir": str(run_dir),
+                "execution": execution.model_dump(mode="json"),
+            },
         )
         write_manifest(run_dir, manifest)
         return manifest
 
-    if not candidates:
-        finish(pd.DataFrame(), None, ["no usable candidates"], status="failed")
+    if stream.read == 0:
+        finish(pd.DataFrame(), ["no usable candidates"], status="failed")
         raise InputError(
             f"no usable candidates in candidates.sources ({len(failures)} failures, see {run_dir / 'failures.csv'})"
         )
-
-    # 2. surrogate (its checkpoint names the feature sets it needs)
-    surrogate, checkpoint_label, checkpoint_hash = _load_surrogate(cfg, run_dir)
-    from mi.models.device import resolve_device
-
-    surrogate.to(resolve_device(cfg.model.device))  # checkpoints load on the CPU; predict where the config says
-    sets = list(dict.fromkeys([*cfg.features.sets, *surrogate.spec.feature_sets]))
-
-    # 3. features (cached by content hash; structures in worker processes under a time limit)
-    featurized = featurize_with_config(
-        candidates, sets, cfg.features, working_ion=cfg.properties.working_ion, resolve=cfg.resolve, progress=progress
-    )
-    features, feature_failures = featurized.features, featurized.failures
-    counts.update({"features_computed": featurized.computed, "features_from_cache": featurized.from_cache})
     log.info(
-        "features (%s): %d rows computed, %d from the cache, %d candidates failed, %.1f s",
-        ", ".join(sets), featurized.computed, featurized.from_cache, len(feature_failures), featurized.seconds,
+        "features: %d rows computed, %d from the cache, %d candidates failed",
+        totals["features_computed"], totals["features_from_cache"], len(feature_failures),
     )
-    failures += feature_failures
-    _strict_check(strict, feature_failures)
-    survivors = [c for c in candidates if c.id in features.index]
 
-    # 4. predictions and exact properties
-    predictions = surrogate.predict(features, survivors)  # element and graph models read the candidates
-    predicted = surrogate.targets
+    # 2. one ranking, merged from the shards
+    shards = shard_files(run_dir, indices)
+    ranked, summary = merge_shards(
+        shards, cfg.ranking, rows=totals["after_constraints"], max_rows_in_memory=execution.max_rows_in_memory
+    )
+    summary["removed"], summary["rows_in"] = removed, totals["rows"]
+    counts.update({"featurized": totals["featurized"], "after_constraints": totals["after_constraints"]})
+    notes = [*notes, *(f"constraint {k} removed {v} candidates" for k, v in removed.items())]
+    notes = [*notes, *summary.get("skipped", [])]
+    if summary.get("streamed"):
+        notes.append(
+            f"{totals['after_constraints']} ranked rows exceed execution.max_rows_in_memory "
+            f"({execution.max_rows_in_memory}): ranked.csv holds the top {cfg.ranking.top_k} and the Pareto front "
+            f"({summary['front_size']} rows), with their global ranks"
+        )
+
+    # 3. export
+    predicted = surrogate()["model"].targets
     element_table = (
         load_element_facts(cfg.resolve(cfg.properties.element_table)) if cfg.properties.element_table else None
     )
-    properties, property_failures, notes = compute_properties(survivors, cfg.properties, element_table)
-    failures += property_failures
-    _strict_check(strict, property_failures)
-
-    # 5. one table, ranked
-    base = pd.DataFrame(
-        {"id": [c.id for c in survivors], "formula": [c.formula for c in survivors], "source": [c.source for c in survivors]}
-    ).set_index("id", drop=False)
-    reported = [f"structure.{n}" for n in _REPORTED_STRUCTURE_FEATURES if f"structure.{n}" in features.columns]
-    descriptors = features[reported].rename(columns=lambda c: c.split(".", 1)[1])
-    # Working-ion conduction proxies (feature set 'working_ion') go into the table as they are, for ranking.
-    conduction = features[[c for c in features.columns if str(c).startswith("working_ion.")]]
-    table = base.join(properties, how="inner").join(predictions, how="left").join(descriptors, how="left")
-    table = table.join(conduction, how="left")
-    # Energy and stability windows read the surrogate's columns, so they come after the join.
-    table, derived_notes = derive_properties(table, cfg.properties, element_table)
-    notes = [*notes, *derived_notes]
-    table = table.reset_index(drop=True)
-    ranked, summary = rank(table, cfg.ranking)
-    counts.update({"featurized": len(features), "after_constraints": summary["rows_kept"]})
-    notes = [*notes, *(f"constraint {k} removed {v} candidates" for k, v in summary.get("removed", {}).items())]
-    notes = [*notes, *summary.get("skipped", [])]
-
-    # 6. export
-    structures = {c.id: c.structure for c in survivors if c.structure is not None}
     write_ranked(run_dir, ranked, predicted, cfg.export.write_json)
     if cfg.export.top_cif:
+        top_ids = set(ranked["id"].astype(str).head(cfg.ranking.top_k)) if len(ranked) else set()
+        structures = structures_of(shards, top_ids)
         _, cif_failures = write_top_cifs(run_dir, ranked, structures, cfg.ranking.top_k)
         failures += cif_failures
     if cfg.export.report:
@@ -210,7 +343,7 @@ def screen(
             run_dir, ranked, cfg, element_table=element_table, notes=notes, summary=summary, counts=counts,
             failures=failures,
         )
-    manifest = finish(ranked, (checkpoint_label, checkpoint_hash), notes)
+    manifest = finish(ranked, notes)
     return ScreenResult(run_dir=run_dir, ranked=ranked, failures=failures, manifest=manifest, predicted=predicted)
 
 

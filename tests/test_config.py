@@ -100,7 +100,11 @@ def test_hash_is_stable_and_sensitive(tmp_path):
 @pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_config_is_valid(path):
     raw = yaml.safe_load(path.read_text())
-    if "candidates" in raw:
+    if "candidates" in raw and "ranking" not in raw:  # a `mi label` config
+        from mi.config import load_label_config
+
+        assert load_label_config(path).candidates.generate or load_label_config(path).candidates.sources
+    elif "candidates" in raw:
         cfg = load_config(path)
         assert isinstance(cfg, ScreenConfig)
         for source in cfg.candidates.sources:
@@ -109,6 +113,10 @@ def test_every_shipped_config_is_valid(path):
         from mi.config import load_generate_config
 
         assert load_generate_config(path).name
+    elif "pool" in raw:
+        from mi.config import load_loop_config
+
+        assert load_loop_config(path).name
     else:
         cfg = load_train_config(path)
         assert cfg.name

@@ -144,3 +144,14 @@ def test_registry_is_versioned():
     assert FEATURE_SETS["composition"].version >= 2  # v2 changed what composition computes
     empty, failures = featurize([], ["composition"])
     assert empty.shape == (0, len(composition_feature_names())) and failures == []
+
+
+def test_element_fractions_by_hand_and_past_lawrencium_isolated():
+    candidates = [formula_candidate(f) for f in ("LiFePO4", "Li2O", "RfO2")]
+    frame, failures = featurize(candidates, ["element_fraction"])
+    assert list(frame.index) == ["LiFePO4", "Li2O"]
+    assert frame.loc["LiFePO4", "element_fraction.x_Fe"] == pytest.approx(1 / 7)
+    assert frame.loc["Li2O", "element_fraction.x_Li"] == pytest.approx(2 / 3)
+    np.testing.assert_allclose(frame.sum(axis=1), 1.0)
+    assert frame.shape[1] == 103 and frame.columns[0] == "element_fraction.x_H"
+    assert len(failures) == 1 and "Rf" in failures[0].reason

@@ -13,7 +13,7 @@ from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Composition, Lattice, Species, Structure
 
 from mi.candidates import read_candidates
-from mi.candidates.generate import generate, run
+from mi.candidates.generate import generate, generator_fingerprint, run
 from mi.candidates.generate.chemistry import charge_balanced, electronegativity_ordered
 from mi.candidates.generate.dedupe import Deduplicator
 from mi.candidates.generate.enumeration import enumerate_compositions, hermite_normal_form, hnf_matrices
@@ -135,6 +135,43 @@ def test_generated_candidates_have_stable_unique_ids_and_provenance():
     assert a[0].meta["prototype"] == "olivine_LiFePO4" and a[0].meta["sites"]["A"] == "Li"
 
 
+@pytest.mark.parametrize(
+    "job, expected, excluded",
+    [
+        (
+            # Sn4+ (0.55 A at CN 4) is 41 % bigger than Ge4+ (0.39 A): past the default radius tolerance
+            {"prototype": "lgps_Li10GeP2S12", "sites": {"M": ["Ge", "Si", "Al"], "S": ["S", "Se"]}},
+            {"Li10GeP2S12", "Li10SiP2S12", "Li10GeP2Se12"},
+            {"Li10AlP2S12"},  # Al3+ on the Ge4+ site: one charge short per Al
+        ),
+        (
+            {"prototype": "betaII_Li3VO4", "sites": {"M": ["Li", "Fe", "Mn", "Co", "Zn", "Mg"], "X": ["V", "Si", "Ge"]}},
+            {"Li3VO4", "Li2FeSiO4", "Li2MnSiO4", "Li2CoSiO4", "Li2ZnGeO4"},
+            {"Li2MgVO4", "Li3SiO4", "Li2ZnVO4"},
+        ),
+        (
+            {"prototype": "layered_O3_NaFeO2", "sites": {"A": ["Na", "Li"], "M": ["Fe", "Cr", "Co", "Ni", "Mn", "Ti", "Mg"]}},
+            {"NaFeO2", "NaCrO2", "NaCoO2", "NaNiO2", "NaTiO2", "LiFeO2"},
+            {"NaMgO2"},
+        ),
+    ],
+    ids=["lgps", "li2msio4", "o3_nafeo2"],
+)
+def test_substitution_into_the_new_families_is_charge_balanced_and_deduplicated(job, expected, excluded):
+    out, stats = gen(prototypes=[job, {**job, "name": "again"}])
+    formulas = {g.composition.reduced_formula for g in out}
+    assert {f(x) for x in expected} <= formulas
+    assert {f(x) for x in excluded}.isdisjoint(formulas)
+    for g in out:
+        assert g.composition.oxi_state_guesses(max_sites=-50), g.composition  # pymatgen's own check
+        assert g.structure.is_ordered
+    st = stats[job["prototype"]]
+    assert st.rejected_charge >= len(excluded)
+    assert st.kept == len(out) and len({g.id for g in out}) == len(out)
+    # the same request a second time adds nothing
+    assert stats["again"].kept == 0 and stats["again"].duplicates == stats["again"].generated == st.kept
+
+
 # --- mixing and deduplication ----------------------------------------------------------------------------
 
 
@@ -251,6 +288,46 @@ def test_every_generate_config_in_configs_is_valid():
         assert load_generate_config(path).generate.prototypes
 
 
+def test_generator_fingerprint_follows_content_not_form(tmp_path):
+    from mi.candidates.generate import generator_fingerprint
+    from mi.candidates.generate import prototypes as lib
+
+    a = write_yaml(tmp_path / "a.yaml", SMALL)
+    moved = tmp_path / "elsewhere" / "b.yaml"
+    moved.parent.mkdir()
+    # another name, another output folder, comments and a default spelled out: the same candidates
+    text = yaml.safe_dump({**SMALL, "name": "renamed", "output": {"dir": "x"}}, sort_keys=True)
+    moved.write_text("# a comment\n" + text.replace("generate:\n", "generate:\n  dedupe: true\n", 1))
+    fp = generator_fingerprint(a)
+    assert len(fp) == 64 and int(fp, 16) >= 0
+    assert generator_fingerprint(moved) == fp
+    assert generator_fingerprint(load_generate_config(a)) == fp == generator_fingerprint(load_generate_config(a).generate)
+    # what is generated changes: the fingerprint changes
+    changed = {**SMALL, "generate": {**SMALL["generate"], "filters": {"radius_tolerance": 0.2}}}
+    assert generator_fingerprint(write_yaml(tmp_path / "c.yaml", changed)) != fp
+    # a prototype's numbers change: so does the fingerprint of every generator using it
+    import dataclasses
+
+    olivine = lib.BY_ID["olivine_LiFePO4"]
+    lib.BY_ID["olivine_LiFePO4"] = dataclasses.replace(olivine, lattice=(10.34, *olivine.lattice[1:]))
+    try:
+        assert generator_fingerprint(a) != fp
+    finally:
+        lib.BY_ID["olivine_LiFePO4"] = olivine
+    assert generator_fingerprint(a) == fp
+
+
+def test_generator_fingerprint_of_a_bad_file_names_the_key(tmp_path):
+    from mi.candidates.generate import generator_fingerprint
+    from mi.errors import ConfigError
+
+    bad = write_yaml(tmp_path / "bad.yaml", {"name": "bad", "generate": {"prototypes": [{"prototype": "olivine_LiFePO4", "sitez": {}}]}})
+    with pytest.raises(ConfigError, match="sitez"):
+        generator_fingerprint(bad)
+    with pytest.raises(TypeError):
+        generator_fingerprint(42)
+
+
 # --- shards, readers, CLI ------------------------------------------------------------------------------------
 
 
@@ -350,3 +427,25 @@ def test_disordered_virtual_structure_records_round_trip(tmp_path):
     s = Structure(Lattice.cubic(4.0), [{"Ni": 0.8, "Co": 0.2}, "O"], [[0, 0, 0], [0.5, 0.5, 0.5]])
     back = record_item(json.loads(json.dumps(structure_record("v", s))))
     assert back.composition.almost_equals(s.composition)
+
+
+def test_screen_manifest_records_the_generator_fingerprint(tmp_path):
+    gen_path = write_yaml(tmp_path / "gen.yaml", SMALL)
+    screen = {
+        "name": "generated",
+        "candidates": {"generate": "gen.yaml"},
+        "ranking": {"objectives": [{"column": "capacity_mAh_g", "direction": "max"}], "top_k": 3},
+        "export": {"out_dir": "runs"},
+    }
+    screen_path = write_yaml(tmp_path / "screen.yaml", screen)
+
+    def fingerprint(run_dir):
+        assert main(["screen", str(screen_path), "--out", str(run_dir), "--no-progress"]) == 0
+        hashes = json.loads((run_dir / "manifest.json").read_text())["input_hashes"]
+        return hashes[f"generate:{gen_path.resolve()}"]
+
+    first = fingerprint(tmp_path / "run1")
+    assert first == "sha256:" + generator_fingerprint(gen_path)
+    changed = {**SMALL, "generate": {**SMALL["generate"], "dedupe": False}}
+    write_yaml(gen_path, changed)
+    assert fingerprint(tmp_path / "run2") != first

@@ -115,6 +115,52 @@ def test_unknown_prototype_names_the_known_ones():
 def test_what_is_missing_is_written_down():
     assert lib.NOT_INCLUDED
     assert "Li3MX6 halides (Li3YCl6, Li3InCl6)" in lib.NOT_INCLUDED
+    # what is in the library is not also listed as missing
+    families = " ".join(p.family for p in lib.PROTOTYPES)
+    assert "O3 NaMO2" in families and "LGPS" in families and "Li2MSiO4" in families
+    assert not any(key.startswith(("O3 NaMO2", "LGPS Li10GeP2S12,")) for key in lib.NOT_INCLUDED)
+
+
+APPROXIMANTS = [p for p in lib.PROTOTYPES if p.is_approximant]
+
+
+@pytest.mark.parametrize("proto", APPROXIMANTS, ids=[p.id for p in APPROXIMANTS])
+def test_approximant_symmetry_is_a_subgroup_of_the_parents(proto):
+    # every symmetry operation of the ordered structure maps the published (disordered) parent onto itself
+    s = lib.ordered(proto.id)
+    parent = lib.build(proto)
+    if proto.supercell is not None:
+        parent.make_supercell(proto.supercell)
+    assert np.allclose(parent.lattice.matrix, s.lattice.matrix, atol=1e-6)
+    ops = SpacegroupAnalyzer(s, symprec=lib.SYMPREC).get_symmetry_operations(cartesian=False)
+    species = [site.species for site in parent]
+    for op in ops:
+        moved = op.operate_multi(parent.frac_coords)
+        d = parent.lattice.get_all_distances(moved, parent.frac_coords)
+        image = d.argmin(axis=1)
+        assert d.min(axis=1).max() < 0.05
+        assert all(species[i] == species[j] for i, j in enumerate(image))
+    assert len(ops) <= len(SpacegroupAnalyzer(parent, symprec=lib.SYMPREC).get_symmetry_operations())
+
+
+def test_lgps_approximant_keeps_li_apart_and_the_published_li_count():
+    s = lib.ordered("lgps_Li10GeP2S12")
+    assert s.composition.reduced_formula == "Li10Ge(PS6)2" and len(s) == 50  # Z = 2
+    li = [i for i, site in enumerate(s) if site.specie.symbol == "Li"]
+    d = s.distance_matrix[np.ix_(li, li)] + np.eye(len(li)) * 1e3
+    assert d.min() > 2.4  # the record's split pairs (0.42 and 1.36 A) keep one member each
+    per_label = {lb: s.site_properties["label"].count(lb) for lb in ("A1", "A2", "A3", "A4")}
+    assert per_label == {"A1": 8, "A2": 4, "A3": 4, "A4": 4}
+    # published occupancies x multiplicities: 16 x 0.5, 8 x 0.54, 8 x 0.62, 4 x 0.68 = 20.0 Li per cell
+    assert sum(o.occupancy * len(lib._orbit(lib.get("lgps_Li10GeP2S12"), o)) for o in lib.get("lgps_Li10GeP2S12").sites
+               if o.species == "Li") == pytest.approx(20.0, abs=0.01)
+
+
+def test_native_o3_nafeo2_keeps_the_wider_sodium_slab():
+    na = lib.ordered("layered_O3_NaFeO2")
+    li = lib.ordered("layered_O3_LiCoO2")
+    ratio = lambda s: s.lattice.c / s.lattice.a  # noqa: E731
+    assert ratio(na) > ratio(li) + 0.2  # 5.32 vs 4.99: Na substituted into LiCoO2 would keep 4.99
 
 
 # --- against published records in ../shared (skipped where it is absent) ------------------------------------
@@ -140,6 +186,8 @@ def _obelix(record: str, drop: tuple[str, ...] = ()) -> Structure:
         ("garnet_Li7La3Zr2O12", "wyu", ()),  # ordered as published: the whole structure
         ("tavorite_LiVPO4F", "2t8", ("Li",)),  # Li is split: compare the framework
         ("argyrodite_Li6PS5Cl", "122", ("Li",)),
+        ("lgps_Li10GeP2S12", "mtn", ("Li",)),  # Li disordered over four orbits: compare the framework
+        ("betaII_Li3VO4", "h6c", ()),  # ordered as published
     ],
 )
 def test_transcribed_prototypes_match_their_records(prototype_id, record, drop):

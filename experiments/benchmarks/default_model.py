@@ -3,8 +3,8 @@
 Grouped, seeded k-fold cross-validation on pymatgen's 2,135 experimental formation enthalpies (eV/atom):
 the same reduced formula never sits in both train and test. Each fold trains
 
-* ours: the recipe of ``configs/default_model.yaml`` (ensemble of MLPs; it holds out its own validation
-  set from the training fold for early stopping and spread calibration);
+* ours: the recipe of ``configs/formation_enthalpy_model.yaml`` (``builtin:formation_enthalpy``, an
+  ensemble of MLPs; it holds out its own validation set from the training fold for early stopping and spread calibration);
 * RF: ``sklearn.ensemble.RandomForestRegressor`` on the very same feature matrix (all of the training fold);
 * mean: the training-fold mean, for scale;
 
@@ -42,7 +42,7 @@ from mi.models.datasets import load_dataset
 from mi.models.train import featurize_formulas, train as train_model
 
 ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_CONFIG = ROOT / "configs" / "default_model.yaml"
+DEFAULT_CONFIG = ROOT / "configs" / "formation_enthalpy_model.yaml"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

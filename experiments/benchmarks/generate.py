@@ -9,10 +9,12 @@ resource.getrusage, which covers numpy and pymatgen as well as Python objects).
     python experiments/benchmarks/generate.py                 # the full run (several minutes on 2 cores)
     python experiments/benchmarks/generate.py --set generate.max_candidates=2000   # a quick look
 
-Latest full run (2 cores shared with other jobs, load about 5): 110,156 generated from 151,858 combinations
-considered (116,102 rejected by charge balance, 3,409 by radius), 1,233 duplicates removed (dedupe ratio
+Latest full run (2 cores shared with four other jobs; the process got about a third of one core), with the
+O3 NaFeO2, beta_II-Li3VO4 (Li2MSiO4) and LGPS families added: 110,415 generated from 153,544 combinations
+considered (116,717 rejected by charge balance, 4,221 by radius), 1,233 duplicates removed (dedupe ratio
 0.011; the enumeration itself never repeats an ordering, the duplicates come from overlapping requests),
-108,923 kept in 7 shards (97 MiB); 209 s wall, 526 generated/s; peak RSS 275 MiB.
+109,182 kept in 7 shards (97 MiB); 462 s wall, 239 generated/s; peak RSS 332 MiB. (The run before the new
+families, on a less loaded machine: 110,156 generated, 209 s, 526/s, 275 MiB.)
 """
 
 from __future__ import annotations

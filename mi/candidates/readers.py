@@ -9,6 +9,14 @@ candidates of a generator (`mi.candidates.generate`) without files.
 Ids are stable and come from the source: the file stem for single-record files, ``<stem>:<record>``
 otherwise, or the CSV ``id`` column / database ``id``/``name`` key where present. An entry that cannot be
 read or is unphysical becomes a `Failure` naming file, record and reason; the others go on.
+
+Hardening (tests/malformed.py is the corpus): text is UTF-8 or carries a byte-order mark, anything else is
+refused with the offending byte; cells over ``candidates.max_atoms`` are refused from the count the file
+declares, before parsing; a CIF whose sites do not make its own ``_chemical_formula_sum`` is reported as
+truncated or edited; an extended XYZ file is split into frames first, so one bad frame costs only itself.
+Left-handed lattices are valid (a choice of axes, not another crystal) and are kept as read; pymatgen's
+POSCAR reader turns them right-handed, and whatever relaxes a structure must normalise them first.
+Library exceptions are translated into a user's words (`_reason`).
 """
 
 from __future__ import annotations
@@ -18,9 +26,12 @@ import glob
 import hashlib
 import io
 import json
+import math
+import re
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from pymatgen.core import Composition, Structure
 
@@ -35,6 +46,49 @@ TABLE_SUFFIXES = {".csv"}
 
 class _BadRecord(Exception):
     """One record of a file is unusable; the reason is the message."""
+
+
+class _BadFile(Exception):
+    """A whole file is unusable; the reason is the message (already in a user's words)."""
+
+
+# Byte-order marks: a file that starts with one is decoded accordingly (Windows tools write UTF-16 with a BOM).
+_BOMS = (
+    (b"\xff\xfe\x00\x00", "utf-32-le"),
+    (b"\x00\x00\xfe\xff", "utf-32-be"),
+    (b"\xef\xbb\xbf", "utf-8-sig"),
+    (b"\xff\xfe", "utf-16-le"),
+    (b"\xfe\xff", "utf-16-be"),
+)
+
+
+def read_text(path: Path) -> tuple[str, str]:
+    """(text, encoding) of a structure or table file.
+
+    UTF-8; a byte-order mark selects UTF-8/16/32 (Windows tools write UTF-16 with one). Anything else is
+    refused rather than guessed: Latin-1 would read any bytes, garbage included. NUL bytes without a BOM
+    mean binary data (or UTF-16 without its mark).
+    """
+    data = path.read_bytes()
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            try:
+                return data[len(bom) :].decode(encoding.replace("-sig", "")), encoding
+            except UnicodeDecodeError as exc:
+                raise _BadFile(
+                    f"starts with a {encoding} byte-order mark but is not {encoding} text "
+                    f"(bad bytes at offset {exc.start + len(bom)})"
+                ) from None
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        raise _BadFile(f"binary data, not a text file (NUL byte at offset {nul}; UTF-16 text needs a byte-order mark)")
+    try:
+        return data.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError as exc:
+        raise _BadFile(
+            f"not UTF-8 text (byte 0x{data[exc.start]:02X} at offset {exc.start}, e.g. Latin-1 accents or binary "
+            "data); save it as UTF-8"
+        ) from None
 
 
 def file_kind(path: Path) -> str | None:
@@ -93,52 +147,183 @@ def display_path(path: Path) -> str:
         return str(path.resolve())
 
 
-# --- per-format record iterators: yield (record, suggested_id, Structure | Composition) ---------------
+# --- per-format record iterators: yield (record, suggested_id, Structure | Composition | _BadRecord) ------
+# Each gets the file's text and `max_atoms`: a cell with more sites than that is refused from the count its
+# file declares, before pymatgen builds (and neighbour-searches) tens of thousands of sites.
 
 
-def _iter_cif(path: Path, stem: str):
+def _too_many(n: int, max_atoms: int, what: str = "sites") -> _BadRecord | None:
+    if n > max_atoms:
+        return _BadRecord(f"{n} {what} is more than candidates.max_atoms={max_atoms} (refused before parsing)")
+    return None
+
+
+def _formula_mismatch(structure: Structure, declared: str | None) -> str | None:
+    """A reason when the atom sites do not make the CIF's own `_chemical_formula_sum` (a truncated file)."""
+    if not declared or not isinstance(declared, str) or declared.strip() in ("?", "."):
+        return None
+    try:
+        formula = Composition(declared.replace("'", "").replace('"', ""))
+    except Exception:  # noqa: BLE001 - an unparsable declaration cannot be checked; the sites decide
+        return None
+    got = structure.composition.element_composition
+    want = formula.element_composition
+    if not want or set(got) != set(want):
+        return (
+            f"the atom sites give {got.reduced_formula} but _chemical_formula_sum says {declared.strip()!r} "
+            "(truncated or edited file?)"
+        )
+    # Sites are a whole number of formula units (2% slack for rounded partial occupancies).
+    ratios = [got[el] / want[el] for el in want if want[el] > 0]
+    if ratios and max(ratios) > 1.02 * min(ratios):
+        return (
+            f"the atom sites give {got.reduced_formula} but _chemical_formula_sum says {declared.strip()!r} "
+            "(truncated or edited file?)"
+        )
+    return None
+
+
+def _bad_cell_length(data: dict) -> str | None:
+    """CIF cell lengths must be positive numbers (the dictionary's range is 0.0:); pymatgen would flip a
+    negative one into a left-handed cell of another crystal."""
+    for axis in "abc":
+        raw = data.get(f"_cell_length_{axis}")
+        if not isinstance(raw, str):
+            continue
+        try:
+            value = float(re.sub(r"\(.*\)$", "", raw))
+        except ValueError:
+            return f"_cell_length_{axis} = {raw[:30]!r} is not a number"
+        if not (math.isfinite(value) and value > 0):
+            return f"_cell_length_{axis} = {raw[:30]} is not a positive length"
+    return None
+
+
+def _iter_cif(text: str, stem: str, max_atoms: int):
     from pymatgen.io.cif import CifFile, CifParser
 
-    text = path.read_text(encoding="utf-8", errors="strict")
     cif = CifFile.from_str(text)
     blocks = list(cif.data.items())
     if not blocks:
-        raise _BadRecord("no data block found (not a CIF?)")
+        raise _BadFile("no data block found (not a CIF?)")
     for name, block in blocks:
         record = f"data_{name}"
         candidate_id = stem if len(blocks) == 1 else f"{stem}:{name}"
+        rows = next((block.data[k] for k in ("_atom_site_fract_x", "_atom_site_Cartn_x") if k in block.data), [])
+        n_rows = len(rows) if isinstance(rows, list) else 1
+        if n_rows == 0:
+            yield record, candidate_id, _BadRecord("no atom sites (no _atom_site_fract_x loop)")
+            continue
+        refused = _too_many(n_rows, max_atoms, "atom sites")
+        if refused:
+            yield record, candidate_id, refused
+            continue
+        bad_length = _bad_cell_length(block.data)
+        if bad_length:
+            yield record, candidate_id, _BadRecord(bad_length)
+            continue
         try:
             parser = CifParser.from_str(str(block))
             structures = parser.parse_structures(primitive=False, on_error="raise")
             if not structures:
                 raise ValueError("no structure could be built from this block")
-            yield record, candidate_id, structures[0]
+            mismatch = _formula_mismatch(structures[0], block.data.get("_chemical_formula_sum"))
+            yield record, candidate_id, _BadRecord(mismatch) if mismatch else structures[0]
         except Exception as exc:  # noqa: BLE001 - one bad block must not stop the others
-            yield record, candidate_id, _BadRecord(_reason(exc))
+            yield record, candidate_id, _BadRecord(_reason(exc, "cif"))
 
 
-def _iter_poscar(path: Path, stem: str):
+def _iter_poscar(text: str, stem: str, max_atoms: int):
     from pymatgen.io.vasp import Poscar
 
-    poscar = Poscar.from_str(path.read_text(encoding="utf-8"), read_velocities=False)
+    lines = [line.split("!")[0].split("#")[0].split() for line in text.splitlines()]
+    # Line 6 holds the counts (VASP 5) or line 5 does (VASP 4, no species line); refuse huge cells from it.
+    for candidate in lines[5:7]:
+        if candidate and all(tok.isdigit() for tok in candidate):
+            refused = _too_many(sum(int(tok) for tok in candidate), max_atoms)
+            if refused:
+                yield "0", stem, refused
+                return
+            break
+    if len(lines) > 1 and lines[1]:
+        try:
+            scale = [float(tok) for tok in lines[1]]
+        except ValueError:
+            scale = []
+        if scale and not all(math.isfinite(x) and x != 0 for x in scale):
+            yield "0", stem, _BadRecord(f"scale factor {' '.join(lines[1])} on line 2 is zero or not finite")
+            return
+    poscar = Poscar.from_str(text, read_velocities=False)
     yield "0", stem, poscar.structure
 
 
-def _iter_extxyz(path: Path, stem: str):
-    from ase.io import read
+def _extxyz_frames(text: str) -> Iterator[tuple[int, str | _BadRecord]]:
+    """(frame index, text of the frame) of an extended XYZ file, split on the atom-count lines."""
+    lines = text.splitlines()
+    i, frame = 0, 0
+    while i < len(lines):
+        if not lines[i].strip():
+            i += 1
+            continue
+        head = lines[i].strip()
+        try:
+            n = int(head)
+            if n < 0:
+                raise ValueError
+        except ValueError:
+            yield frame, _BadRecord(
+                f"line {i + 1}: expected the atom count of a frame, found {head[:40]!r}; the rest of the file is skipped"
+            )
+            return
+        body = lines[i : i + n + 2]
+        if len(body) < n + 2:
+            yield frame, _BadRecord(f"frame starting on line {i + 1} declares {n} atoms but the file ends early")
+            return
+        yield frame, "\n".join(body) + "\n"
+        i += n + 2
+        frame += 1
+
+
+def _iter_extxyz(text: str, stem: str, max_atoms: int):
+    from ase.io.extxyz import read_xyz
     from pymatgen.io.ase import AseAtomsAdaptor
 
-    frames = read(str(path), index=":", format="extxyz")
-    for i, atoms in enumerate(frames):
-        candidate_id = str(atoms.info.get("id", stem if len(frames) == 1 else f"{stem}:{i}"))
-        if not atoms.pbc.all() or abs(atoms.cell.volume) < 1e-9:
-            yield str(i), candidate_id, _BadRecord("frame has no periodic 3D cell (Lattice/pbc missing)")
+    frames = list(_extxyz_frames(text))
+    if not frames:
+        raise _BadFile("no frame found (not an extended XYZ file?)")
+    single = len(frames) == 1
+    for i, frame in frames:
+        candidate_id = stem if single else f"{stem}:{i}"
+        if isinstance(frame, _BadRecord):
+            yield str(i), candidate_id, frame
             continue
-        yield str(i), candidate_id, AseAtomsAdaptor.get_structure(atoms)
+        refused = _too_many(int(frame.split("\n", 1)[0]), max_atoms)
+        if refused:
+            yield str(i), candidate_id, refused
+            continue
+        try:
+            atoms = next(read_xyz(io.StringIO(frame), 0))
+            candidate_id = str(atoms.info.get("id", candidate_id))
+            if not atoms.pbc.all() or not abs(atoms.cell.volume) > 1e-9:
+                yield str(i), candidate_id, _BadRecord("frame has no periodic 3D cell (Lattice/pbc missing)")
+                continue
+            yield str(i), candidate_id, AseAtomsAdaptor.get_structure(atoms)
+        except Exception as exc:  # noqa: BLE001 - one bad frame must not stop the others
+            yield str(i), candidate_id, _BadRecord(_reason(exc, "extxyz"))
 
 
-def _iter_json(path: Path, stem: str):
-    data = json.loads(path.read_text(encoding="utf-8"))
+def _structure_from_dict(d: Any, max_atoms: int) -> Structure | _BadRecord:
+    if not isinstance(d, dict) or "lattice" not in d or "sites" not in d:
+        return _BadRecord("not a pymatgen Structure dict (needs 'lattice' and 'sites')")
+    if isinstance(d["sites"], list):
+        refused = _too_many(len(d["sites"]), max_atoms)
+        if refused:
+            return refused
+    return Structure.from_dict(d)
+
+
+def _iter_json(text: str, stem: str, max_atoms: int):
+    data = json.loads(text)
     if isinstance(data, dict) and "lattice" in data and "sites" in data:
         items = [("0", stem, data)]
     elif isinstance(data, list):
@@ -146,34 +331,48 @@ def _iter_json(path: Path, stem: str):
     elif isinstance(data, dict):
         items = [(str(k), str(k), d) for k, d in data.items()]
     else:
-        raise _BadRecord("expected a pymatgen Structure dict, a list of them, or a mapping id -> Structure dict")
+        raise _BadFile("expected a pymatgen Structure dict, a list of them, or a mapping id -> Structure dict")
     for record, candidate_id, d in items:
         try:
-            if not isinstance(d, dict) or "lattice" not in d or "sites" not in d:
-                raise ValueError("not a pymatgen Structure dict (needs 'lattice' and 'sites')")
-            yield record, candidate_id, Structure.from_dict(d)
+            yield record, candidate_id, _structure_from_dict(d, max_atoms)
         except Exception as exc:  # noqa: BLE001
-            yield record, candidate_id, _BadRecord(_reason(exc))
+            yield record, candidate_id, _BadRecord(_reason(exc, "json"))
 
 
-def _iter_jsonl(path: Path, stem: str):
+def _iter_jsonl(path: Path, stem: str, max_atoms: int):
     from mi.candidates.generate.shards import record_item
 
-    with open(path, encoding="utf-8") as fh:  # line by line: shards can be large
-        for n, line in enumerate(fh, start=1):
-            if not line.strip():
+    with open(path, "rb") as fh:  # line by line: shards can be large
+        for n, raw in enumerate(fh, start=1):
+            if not raw.strip():
                 continue
             record, candidate_id = f"line {n}", f"{stem}:{n}"
             try:
+                if b"\x00" in raw:
+                    raise _BadRecord("binary data (NUL bytes) in this line")
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise _BadRecord(f"not UTF-8 text (byte 0x{raw[exc.start]:02X} at offset {exc.start})") from None
                 data = json.loads(line)
                 if isinstance(data, dict) and data.get("id") not in (None, ""):
                     candidate_id = str(data["id"])
+                structure = data.get("structure") if isinstance(data, dict) else None
+                sites = structure.get("sites") if isinstance(structure, dict) else None
+                sites = data.get("species") if isinstance(data, dict) and sites is None else sites
+                if isinstance(sites, list):
+                    refused = _too_many(len(sites), max_atoms)
+                    if refused:
+                        yield record, candidate_id, refused
+                        continue
                 yield record, candidate_id, record_item(data)
+            except _BadRecord as exc:
+                yield record, candidate_id, exc
             except Exception as exc:  # noqa: BLE001 - one bad line must not stop the others
-                yield record, candidate_id, _BadRecord(_reason(exc))
+                yield record, candidate_id, _BadRecord(_reason(exc, "jsonl"))
 
 
-def _iter_ase_db(path: Path, stem: str):
+def _iter_ase_db(path: Path, stem: str, max_atoms: int):
     import ase.db
     from pymatgen.io.ase import AseAtomsAdaptor
 
@@ -181,39 +380,125 @@ def _iter_ase_db(path: Path, stem: str):
         for row in db.select():
             kv = row.key_value_pairs
             candidate_id = str(kv.get("id", kv.get("name", f"{stem}:{row.id}")))
+            refused = _too_many(int(row.natoms), max_atoms)
+            if refused:
+                yield str(row.id), candidate_id, refused
+                continue
             try:
                 atoms = row.toatoms()
-                if not atoms.pbc.all() or abs(atoms.cell.volume) < 1e-9:
+                if not atoms.pbc.all() or not abs(atoms.cell.volume) > 1e-9:
                     raise ValueError("row has no periodic 3D cell")
                 yield str(row.id), candidate_id, AseAtomsAdaptor.get_structure(atoms)
             except Exception as exc:  # noqa: BLE001
-                yield str(row.id), candidate_id, _BadRecord(_reason(exc))
+                yield str(row.id), candidate_id, _BadRecord(_reason(exc, "ase_db"))
 
 
-def _iter_csv(path: Path, stem: str, formula_column: str, id_column: str):
-    text = path.read_text(encoding="utf-8-sig")
-    reader = csv.DictReader(io.StringIO(text))
+_SYMBOL = re.compile(r"([A-Z][a-z]?)\s*([-+]?[0-9.eE+-]*)")
+
+
+def _parse_formula(formula: str) -> Composition:
+    """A Composition, refusing what pymatgen would silently change: zero amounts ('Li0O' reads as O)."""
+    for symbol, amount in _SYMBOL.findall(formula):
+        try:
+            if amount and float(amount) == 0:
+                raise ValueError(f"amount of {symbol} is zero")
+        except ValueError as exc:
+            if "zero" in str(exc):
+                raise
+    return Composition(formula)
+
+
+def _iter_csv(text: str, stem: str, formula_column: str, id_column: str):
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    reader = csv.DictReader(io.StringIO(text), strict=True)
     if reader.fieldnames is None or formula_column not in reader.fieldnames:
-        raise _BadRecord(
+        raise _BadFile(
             f"no {formula_column!r} column (candidates.formula_column); columns are {reader.fieldnames or []}"
         )
-    for line, row in enumerate(reader, start=2):  # line 1 is the header
+    line = 1
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:  # a broken quote swallows the rest of the file: say so and stop
+            yield f"line {reader.line_num}", f"{stem}:{reader.line_num}", _BadRecord(f"not valid CSV here: {exc}")
+            return
+        line = reader.line_num
         record = f"line {line}"
         candidate_id = (row.get(id_column) or "").strip() or f"{stem}:{line}"
-        formula = (row.get(formula_column) or "").strip()
+        formula = row.get(formula_column)
+        if formula is None:
+            yield record, candidate_id, _BadRecord(f"field {formula_column!r} is missing (the row is too short)")
+            continue
+        formula = formula.strip()
         if not formula:
             yield record, candidate_id, _BadRecord(f"field {formula_column!r} is empty")
             continue
         try:
-            yield record, candidate_id, Composition(formula)
+            yield record, candidate_id, _parse_formula(formula)
         except Exception as exc:  # noqa: BLE001
-            yield record, candidate_id, _BadRecord(f"field {formula_column!r}: cannot parse formula {formula!r}: {exc}")
+            yield record, candidate_id, _BadRecord(
+                f"field {formula_column!r}: cannot parse formula {formula[:60]!r}: {_reason(exc, 'csv')}"
+            )
 
 
-def _reason(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    text = text[:300]
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+# Library errors whose own text means nothing to a user: what they mean in a structure file.
+_PLAIN = {
+    IndexError: "the file ends early or a line has too few fields (truncated or garbled?)",
+    StopIteration: "the file ends early (truncated?)",
+    ZeroDivisionError: "a zero where a length, count or scale is needed",
+    OverflowError: "a number is too large",
+    RecursionError: "nested too deeply",
+    MemoryError: "too large to read into memory",
+}
+
+
+_CONTEXT = {
+    "cif": "CIF not understood",
+    "poscar": "POSCAR not understood",
+    "extxyz": "extended XYZ frame not understood",
+    "json": "not a valid pymatgen Structure dict",
+    "jsonl": "not a valid record",
+    "ase_db": "database row not understood",
+    "csv": "not understood",
+}
+
+
+def _reason(exc: BaseException, kind: str = "") -> str:
+    """A library exception in a user's words: what went wrong, never just a Python message on its own."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    # pymatgen's CIF parser says "No structure parsed for section 1 in CIF." first and the cause after it
+    lines = [line for line in lines if not line.startswith("No structure parsed")] or lines
+    text = "; ".join(lines)[:300]
+    if isinstance(exc, json.JSONDecodeError):
+        return f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not text in a known encoding ({exc.reason} at byte {exc.start})"
+    for cls, plain in _PLAIN.items():
+        if isinstance(exc, cls):
+            return plain
+    if isinstance(exc, KeyError):
+        key = text.strip("'\"")
+        if re.fullmatch(r"[A-Z][a-z]?", key) or re.fullmatch(r"[A-Z][a-z]{0,2}", key):
+            return f"unknown element {key!r}"
+        return f"required field {text} is missing"
+    if "could not convert string to float" in text or "invalid literal for int" in text:
+        bad = text.split(":", 1)[1].strip() if ":" in text else text
+        return f"a number could not be read: {bad}"
+    if "is not a valid Element" in text or "Invalid element" in text:
+        return f"unknown element: {text}"
+    if "not a multiple of" in text or "argument 2 is longer" in text or "argument 1 is longer" in text:
+        return "a table (loop) has a row with missing or extra values (truncated or garbled?)"
+    if "with a sequence" in text or "inhomogeneous" in text or "cannot reshape" in text or "wrong shape" in text:
+        return f"rows of numbers have the wrong length (a line with missing or extra values: truncated or garbled?): {text}"
+    if "Singular matrix" in text or "singular" in text.lower():
+        return "the cell is degenerate (zero volume: impossible lengths or angles)"
+    if "exceeded tolerance" in text or "occupancies sum to more than 1" in text.lower():
+        return f"site occupancies sum to more than 1 ({text})"
+    context = _CONTEXT.get(kind, "cannot be read")
+    return f"{context}: {text}" if text else f"{context} ({type(exc).__name__})"
 
 
 # --- the public reader ---------------------------------------------------------------------------------
@@ -231,24 +516,37 @@ def iter_file(path: Path, cfg: CandidatesConfig) -> Iterator[Candidate | Failure
     if path.stat().st_size == 0:
         yield Failure(source, "", "candidates", "empty file", id=stem)
         return
-    records = {
-        "cif": lambda: _iter_cif(path, stem),
-        "poscar": lambda: _iter_poscar(path, stem),
-        "extxyz": lambda: _iter_extxyz(path, stem),
-        "json": lambda: _iter_json(path, stem),
-        "jsonl": lambda: _iter_jsonl(path, stem),
-        "ase_db": lambda: _iter_ase_db(path, stem),
-        "csv": lambda: _iter_csv(path, stem, cfg.formula_column, cfg.id_column),
-    }[kind]
+    max_atoms = cfg.max_atoms
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # pymatgen/ASE warn a lot about harmless CIF quirks
-            for record, candidate_id, item in records():
+            if kind == "ase_db":
+                records = _iter_ase_db(path, stem, max_atoms)
+            elif kind == "jsonl":
+                records = _iter_jsonl(path, stem, max_atoms)
+            else:
+                text, encoding = read_text(path)
+                if not text.strip():
+                    yield Failure(source, "", "candidates", "empty file (only white space)", id=stem)
+                    return
+                records = {
+                    "cif": lambda: _iter_cif(text, stem, max_atoms),
+                    "poscar": lambda: _iter_poscar(text, stem, max_atoms),
+                    "extxyz": lambda: _iter_extxyz(text, stem, max_atoms),
+                    "json": lambda: _iter_json(text, stem, max_atoms),
+                    "csv": lambda: _iter_csv(text, stem, cfg.formula_column, cfg.id_column),
+                }[kind]()
+            n_records = 0
+            for record, candidate_id, item in records:
+                n_records += 1
                 yield _make_candidate(source, record, candidate_id, item, cfg)
-    except UnicodeDecodeError as exc:
-        yield Failure(source, "", "candidates", f"not UTF-8 text ({exc.reason} at byte {exc.start})", id=stem)
+            if n_records == 0:
+                yield Failure(source, "", "candidates", f"no records in this {kind} file (empty or blank)", id=stem)
+    except _BadFile as exc:
+        reason = str(exc) if str(exc).startswith(("not UTF-8", "binary")) else f"cannot read {kind} file: {exc}"
+        yield Failure(source, "", "candidates", reason, id=stem)
     except Exception as exc:  # noqa: BLE001 - a file that cannot be parsed at all is one failure
-        yield Failure(source, "", "candidates", f"cannot read {kind} file: {_reason(exc)}", id=stem)
+        yield Failure(source, "", "candidates", f"cannot read {kind} file: {_reason(exc, kind)}", id=stem)
 
 
 def _make_candidate(source: str, record: str, candidate_id: str, item, cfg: CandidatesConfig) -> Candidate | Failure:

@@ -4,7 +4,8 @@ Layout::
 
     <root>/<set>-v<version>[-<working ion>]/<pack>.npz     keys (str), values (float64, n x width),
                                                            errors (str, "" where the row is valid),
-                                                           columns (the set's feature names)
+                                                           columns (the set's feature names),
+                                                           digest (sha256 of the four arrays above)
 
 A pack is written atomically (temporary file, then rename) as each chunk of candidates is finished, so a
 run that dies keeps what it computed and concurrent runs never see half a file; newer packs win where keys
@@ -12,10 +13,16 @@ repeat. Deterministic errors (a structure a set cannot describe) are cached too;
 longer time limit may succeed. A folder of many packs is merged into one. The root is resolved when a
 cache is opened, never at import: `default_cache_dir()` is ``$XDG_CACHE_HOME/mi/features`` or
 ``~/.cache/mi/features``. Changing a set's numbers means bumping its version, which starts a new folder.
+
+Packs are read with ``allow_pickle=False`` (an object array, which could run code, is refused) and checked
+against their digest. A pack that is unreadable, truncated, or whose arrays do not match its digest is not
+trusted: it is renamed to ``*.npz.bad``, its rows are recomputed, and the problem is logged and listed in
+`FeatureCache.problems` (the engine reports them). Packs from before the digest existed are read as they are.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import tempfile
@@ -41,6 +48,7 @@ class FeatureCache:
 
     def __init__(self, root: str | Path):
         self.root = Path(root).expanduser()
+        self.problems: list[str] = []  # packs refused since this object was made, with the reason
 
     def __repr__(self) -> str:
         return f"FeatureCache({str(self.root)!r})"
@@ -55,20 +63,37 @@ class FeatureCache:
             return []
         return sorted(path.glob("*.npz"), key=lambda p: (p.stat().st_mtime_ns, p.name))
 
+    def _refuse(self, pack: Path, why: str) -> None:
+        message = f"feature cache: {pack} {why}; its rows are recomputed"
+        log.warning("%s", message)
+        self.problems.append(message)
+        try:
+            pack.rename(pack.with_name(pack.name + ".bad"))  # kept for inspection, never read again
+        except OSError:
+            pass
+
     def _read(self, pack: Path, columns: Sequence[str], *, with_values: bool) -> dict | None:
         try:
             with np.load(pack, allow_pickle=False) as data:
                 if list(data["columns"]) != list(columns):
                     log.warning("feature cache: %s holds other columns; ignored", pack)
                     return None
-                out = {"keys": data["keys"], "errors": data["errors"]}
-                if with_values:
-                    out["values"] = data["values"]
+                out = {"keys": data["keys"], "errors": data["errors"], "values": data["values"]}
+                if "digest" in data.files:
+                    if str(data["digest"]) != _digest(out["keys"], out["values"], out["errors"], data["columns"]):
+                        self._refuse(pack, "does not match its digest (modified or corrupted)")
+                        return None
+                if out["values"].dtype != np.float64 or out["values"].shape != (len(out["keys"]), len(columns)):
+                    self._refuse(pack, f"holds values of shape {out['values'].shape} ({out['values'].dtype})")
+                    return None
+                if not with_values:
+                    del out["values"]
                 return out
         except FileNotFoundError:
             return None  # merged away by a concurrent run
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
-            log.warning("feature cache: %s is unreadable (%s); ignored", pack, exc)
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+            # ValueError includes "Object arrays cannot be loaded when allow_pickle=False"
+            self._refuse(pack, f"is unreadable ({type(exc).__name__}: {str(exc)[:120]})")
             return None
 
     def get(
@@ -114,13 +139,14 @@ class FeatureCache:
         handle, temp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=target.parent)
         try:
             with os.fdopen(handle, "wb") as out:
-                np.savez(
-                    out,
-                    keys=np.array(keys, dtype=str),
-                    values=values,
-                    errors=np.array(errors, dtype=str),
-                    columns=np.array(list(columns), dtype=str),
-                )
+                arrays = {
+                    "keys": np.array(keys, dtype=str),
+                    "values": np.asarray(values, dtype=np.float64),
+                    "errors": np.array(errors, dtype=str),
+                    "columns": np.array(list(columns), dtype=str),
+                }
+                digest = _digest(arrays["keys"], arrays["values"], arrays["errors"], arrays["columns"])
+                np.savez(out, **arrays, digest=np.array(digest))
             os.replace(temp, target)
         except BaseException:
             Path(temp).unlink(missing_ok=True)
@@ -152,6 +178,15 @@ class FeatureCache:
         )
         for pack in read:
             pack.unlink(missing_ok=True)
+
+
+def _digest(keys: np.ndarray, values: np.ndarray, errors: np.ndarray, columns: np.ndarray) -> str:
+    h = hashlib.sha256()
+    for array in (keys, values, errors, columns):
+        array = np.ascontiguousarray(array)
+        h.update(f"{array.dtype.str}{array.shape}".encode())
+        h.update(array.tobytes())
+    return "sha256:" + h.hexdigest()
 
 
 def open_cache(cache_dir: str | Path | None) -> FeatureCache | None:

@@ -24,6 +24,7 @@ import math
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
 from collections import deque
@@ -62,6 +63,7 @@ class FeatureResult:
     timed_out: int = 0  # structures stopped by the time limit
     seconds: float = 0.0
     counts_by_set: dict[str, dict[str, int]] = field(default_factory=dict)
+    cache_problems: list[str] = field(default_factory=list)  # cache packs refused (corrupt, tampered): recomputed
 
 
 class _Timeout(BaseException):
@@ -91,6 +93,46 @@ def _time_limit(seconds: float | None) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
+def _address_space() -> int | None:
+    """Bytes of virtual address space this process maps now (Linux), or None where unknown."""
+    try:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+@contextmanager
+def _memory_limit(megabytes: float | None) -> Iterator[None]:
+    """Let the code inside allocate at most `megabytes` more address space (RLIMIT_AS, Linux).
+
+    Past it an allocation fails: Python code gets a MemoryError, which the caller reports as the structure
+    exceeding the limit, and the process lives on. The previous limit is restored on the way out, so the
+    rest of the run is not bound by it. Where RLIMIT_AS or /proc is missing (macOS, Windows), no limit.
+    """
+    try:
+        import resource
+    except ImportError:
+        resource = None
+    current = _address_space() if megabytes is not None and resource is not None and sys.platform == "linux" else None
+    if current is None:
+        yield
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    limit = current + int(megabytes * 2**20)
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+def _memory_reason(megabytes: float | None) -> str:
+    return f"features: exceeded the memory limit of {megabytes:g} MB (features.max_memory_mb)"
+
+
 def _reason(set_name: str, exc: BaseException) -> str:
     return f"{set_name} features: {type(exc).__name__}: {exc}"
 
@@ -99,22 +141,37 @@ def _cacheable(result: Any) -> bool:
     """Rows and deterministic errors are cached; time-outs, dead workers and lack of memory depend on the run."""
     if not isinstance(result, str):
         return True
-    return not result.startswith("features: ") and "MemoryError" not in result
+    return not result.startswith("features: ") and "MemoryError" not in result and "memory limit" not in result
 
 
-def describe_structure(structure, set_names: Sequence[str], working_ion: str | None) -> dict[str, Any]:
-    """Rows of the per-structure sets `set_names` for one structure: name -> float array, or a reason str."""
+def describe_structure(
+    structure, set_names: Sequence[str], working_ion: str | None, max_memory_mb: float | None = None
+) -> dict[str, Any]:
+    """Rows of the per-structure sets `set_names` for one structure: name -> float array, or a reason str.
+
+    With `max_memory_mb`, the structure may allocate at most that much more memory; past it every set gets
+    the reason "exceeded the memory limit".
+    """
     try:
-        analysis = StructureAnalysis(structure)
-    except Exception as exc:  # noqa: BLE001 - reported per candidate
-        return {name: _reason(name, exc) for name in set_names}
-    out: dict[str, Any] = {}
-    for name in set_names:
-        try:
-            out[name] = np.asarray(FEATURE_SETS[name].compute_structure(analysis, working_ion), dtype=float)
-        except Exception as exc:  # noqa: BLE001 - reported per candidate
-            out[name] = _reason(name, exc)
-    return out
+        with _memory_limit(max_memory_mb):
+            try:
+                analysis = StructureAnalysis(structure)
+            except MemoryError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - reported per candidate
+                return {name: _reason(name, exc) for name in set_names}
+            out: dict[str, Any] = {}
+            for name in set_names:
+                try:
+                    out[name] = np.asarray(FEATURE_SETS[name].compute_structure(analysis, working_ion), dtype=float)
+                except MemoryError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - reported per candidate
+                    out[name] = _reason(name, exc)
+            return out
+    except MemoryError:
+        reason = _memory_reason(max_memory_mb) if max_memory_mb is not None else "features: MemoryError: out of memory"
+        return {name: reason for name in set_names}
 
 
 def warm_up() -> None:
@@ -143,8 +200,8 @@ def _worker_main(conn) -> None:
             return
         if message is None:
             return
-        for job, structure, set_names, working_ion in message:
-            conn.send(("result", job, describe_structure(structure, set_names, working_ion)))
+        for job, structure, set_names, working_ion, max_memory_mb in message:
+            conn.send(("result", job, describe_structure(structure, set_names, working_ion, max_memory_mb)))
 
 
 def _pool_context():
@@ -202,6 +259,7 @@ def _run_pool(
     chunk_size: int,
     timeout_s: float | None,
     on_result: Callable[[int, dict[str, Any] | str, bool], None],
+    max_memory_mb: float | None = None,
 ) -> None:
     """Run `jobs` (id -> (structure, set names, working ion)) on `n_workers` spawned processes.
 
@@ -246,7 +304,10 @@ def _run_pool(
                         code = worker.process.exitcode
                         if not worker.ready:  # no structure to blame: the worker cannot start at all
                             raise RuntimeError(f"a feature worker process exited on start-up (exit code {code})")
-                        workers[k] = replace(worker, f"features: worker process died (exit code {code})", False)
+                        died = f"features: worker process died (exit code {code})"
+                        if max_memory_mb is not None:  # an allocation refused inside C code ends the worker
+                            died += f"; it may have exceeded the memory limit of {max_memory_mb:g} MB"
+                        workers[k] = replace(worker, died, False)
                         continue
                     if message[0] == "ready":
                         worker.ready = True
@@ -321,6 +382,7 @@ def featurize_candidates(
     workers: int | str = 0,
     chunk_size: int = 32,
     timeout_s: float | None = None,
+    max_memory_mb: float | None = None,
     cache: FeatureCache | str | os.PathLike | None = None,
     progress: bool = False,
 ) -> FeatureResult:
@@ -397,7 +459,7 @@ def featurize_candidates(
                 except Exception as exc:  # noqa: BLE001 - reported per candidate
                     reasons[name][k] = _reason(name, exc)
         else:
-            jobs[k] = (candidate.structure, needed, working_ion)
+            jobs[k] = (candidate.structure, needed, working_ion, max_memory_mb)
     for fs in structure_sets:
         store(fs, [k for k, c in enumerate(candidates) if todo[fs.name][k] and c.structure is None])
 
@@ -431,14 +493,15 @@ def featurize_candidates(
     n_workers = min(n_workers, math.ceil(len(jobs) / chunk_size))
     try:
         if n_workers > 1:
-            _run_pool(jobs, n_workers, chunk_size, timeout_s, on_result)
+            _run_pool(jobs, n_workers, chunk_size, timeout_s, on_result, max_memory_mb)
         else:
-            if jobs and timeout_s is not None:
-                warm_up()  # imports must not count against the first structure's time limit
-            for job, (structure, needed, ion) in jobs.items():
+            if jobs and (timeout_s is not None or max_memory_mb is not None):
+                warm_up()  # imports and tables must not count against the first structure's limits
+            for job, (structure, needed, ion, memory_mb) in jobs.items():
                 try:
                     with _time_limit(timeout_s):
-                        outcome = describe_structure(structure, needed, ion)
+                        limit = {"max_memory_mb": memory_mb} if memory_mb is not None else {}
+                        outcome = describe_structure(structure, needed, ion, **limit)
                 except _Timeout:
                     on_result(job, f"features: timed out after {timeout_s:g} s (features.timeout_s)", True)
                     continue
@@ -480,6 +543,7 @@ def featurize_candidates(
         timed_out=timed_out,
         seconds=time.perf_counter() - started,
         counts_by_set=counts,
+        cache_problems=list(cache.problems) if cache is not None else [],
     )
 
 
@@ -509,6 +573,7 @@ def featurize_with_config(
         workers=config.workers,
         chunk_size=config.chunk_size,
         timeout_s=config.timeout_s,
+        max_memory_mb=getattr(config, "max_memory_mb", None),
         cache=open_cache(cache_dir),
         progress=progress,
     )

@@ -5,7 +5,7 @@ versions they were trained with and refuse to load against others, and the featu
 
 Two kinds of set:
 
-* batch sets (``composition``) are vectorised over many candidates at once, in this process;
+* batch sets (``composition``, ``element_fraction``) are vectorised over many candidates at once, in this process;
 * per-structure sets (``structure``, ``working_ion``) describe one structure at a time from a shared
   `StructureAnalysis`, so the engine can run them in worker processes under a time limit.
 """
@@ -78,6 +78,29 @@ class CompositionFeatureSet(FeatureSet):
         return composition_features([c.composition for c in candidates])
 
 
+class ElementFractionFeatureSet(FeatureSet):
+    """Atomic fraction of each element H..Lr (ElemNet's input): a network's first layer on these learns an
+    embedding per element, which the Magpie statistics cannot express (Jha et al., Sci. Rep. 8, 17593 (2018))."""
+
+    name = "element_fraction"
+    version = 1
+    max_z = 103
+
+    def names(self) -> list[str]:
+        from pymatgen.core import Element
+
+        return [f"x_{Element.from_Z(z).symbol}" for z in range(1, self.max_z + 1)]
+
+    def compute(self, candidates: Sequence[Candidate], working_ion: str | None = None) -> np.ndarray:
+        out = np.zeros((len(candidates), self.max_z))
+        for i, candidate in enumerate(candidates):
+            for element, fraction in candidate.composition.fractional_composition.element_composition.items():
+                if not 1 <= element.Z <= self.max_z:
+                    raise ValueError(f"element {element} (Z={element.Z}) is outside H..Lr")
+                out[i, element.Z - 1] += fraction
+        return out
+
+
 class StructureFeatureSet(FeatureSet):
     """Density, packing, coordination and bond lengths, space group; NaN for composition-only candidates."""
 
@@ -120,6 +143,7 @@ def _require_ion(working_ion: str | None) -> str:
 
 FEATURE_SETS: dict[str, FeatureSet] = {
     "composition": CompositionFeatureSet(),
+    "element_fraction": ElementFractionFeatureSet(),
     "structure": StructureFeatureSet(),
     "working_ion": WorkingIonFeatureSet(),
 }

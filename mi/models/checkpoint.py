@@ -15,7 +15,13 @@ Layout (format version 2)::
       "training": {...},              # dataset + provenance, data hash and size, recipe, split, metrics
       "versions": {"mi": ..., "torch": ..., "pymatgen": ..., "python": ...},
       "created_utc": "2025-01-01T00:00:00Z",
+      "payload_sha256": "sha256:...",  # of everything above but itself (weights byte for byte); checked on load
     }
+
+Loading never runs code: ``torch.load(weights_only=True)`` refuses pickled objects, and a checkpoint whose
+contents do not hash to its ``payload_sha256`` (a weight edited in place, a corrupted copy) is refused, as
+is one whose file hash differs from an ``expected_sha256`` a caller recorded (a run manifest, a card).
+Checkpoints written before the payload hash existed (the embedded default) load without that check.
 
 Version 1 (an `EnsembleMLP` without ``model_kind`` or ``featurizer``; the embedded default) is still read.
 ``builtin:<name>`` names a checkpoint shipped in ``mi/models/builtin/<name>.pt``.
@@ -25,9 +31,12 @@ from __future__ import annotations
 
 import hashlib
 import importlib.resources
+import json
 import os
+import pickle
 import platform
 import tempfile
+import zipfile
 from contextlib import ExitStack
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
@@ -73,6 +82,24 @@ def file_sha256(path: str | Path) -> str:
     return "sha256:" + digest.hexdigest()
 
 
+def _tensor_bytes(tensor: torch.Tensor) -> bytes:
+    flat = tensor.detach().cpu().contiguous().reshape(-1)
+    return flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b""
+
+
+def payload_digest(payload: dict[str, Any]) -> str:
+    """``sha256:<hex>`` of a checkpoint payload without its own ``payload_sha256``: the plain fields as sorted
+    JSON, then every tensor's name, dtype, shape and bytes, in name order."""
+    digest = hashlib.sha256()
+    plain = {k: v for k, v in payload.items() if k not in ("state_dict", "payload_sha256")}
+    digest.update(json.dumps(plain, sort_keys=True, default=repr).encode())
+    for name in sorted(payload.get("state_dict", {})):
+        tensor = payload["state_dict"][name]
+        digest.update(f"\n{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(_tensor_bytes(tensor))
+    return "sha256:" + digest.hexdigest()
+
+
 def builtin_names() -> list[str]:
     folder = importlib.resources.files("mi.models") / "builtin"
     if not folder.is_dir():
@@ -83,7 +110,7 @@ def builtin_names() -> list[str]:
 def checkpoint_payload(surrogate: Surrogate) -> dict[str, Any]:
     """The dict `save_checkpoint` writes: plain types and CPU tensors only."""
     spec = surrogate.spec
-    return {
+    payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "model_kind": surrogate.module.kind,
@@ -97,6 +124,8 @@ def checkpoint_payload(surrogate: Surrogate) -> dict[str, Any]:
         "versions": _versions(),
         "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
+    payload["payload_sha256"] = payload_digest(payload)
+    return payload
 
 
 def _umask() -> int:
@@ -159,18 +188,42 @@ def _resolve(path_or_name: str | Path) -> tuple[str, ExitStack, Path]:
     return str(path), stack, path
 
 
-def _read(path_or_name: str | Path) -> tuple[str, Path, dict[str, Any], str, int]:
+def _load_error(label: str, exc: BaseException) -> CheckpointError:
+    """What went wrong with torch.load, in a user's words."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if "Weights only load failed" in str(exc) or isinstance(exc, pickle.UnpicklingError):
+        return CheckpointError(
+            f"{label}: refused: the file holds pickled Python objects, not plain data and tensors (loading it "
+            f"could run code); mi checkpoints never do. ({text[:200]})"
+        )
+    if isinstance(exc, (EOFError, zipfile.BadZipFile)) or "central directory" in str(exc) or "truncated" in str(
+        exc
+    ).lower():
+        return CheckpointError(
+            f"{label}: not a readable mi checkpoint (truncated, corrupted, or an incomplete copy): {text[:200]}"
+        )
+    return CheckpointError(
+        f"{label}: not a readable mi checkpoint (truncated, corrupted, or not written by mi): "
+        f"{type(exc).__name__}: {text[:200]}"
+    )
+
+
+def _read(
+    path_or_name: str | Path, expected_sha256: str | None = None
+) -> tuple[str, Path, dict[str, Any], str, int]:
     """Load and validate the raw payload; returns (label, path, payload, sha256, size in bytes)."""
     label, stack, path = _resolve(path_or_name)
     with stack:
+        digest, size = file_sha256(path), path.stat().st_size
+        if expected_sha256 is not None and digest != expected_sha256:
+            raise CheckpointError(
+                f"{label}: file hash {digest} differs from the recorded {expected_sha256}: the checkpoint was "
+                "replaced or modified since it was recorded"
+            )
         try:
             payload = torch.load(path, weights_only=True, map_location="cpu")
         except Exception as exc:  # noqa: BLE001 - truncated zip, foreign pickle, unsafe global, ...
-            raise CheckpointError(
-                f"{label}: not a readable mi checkpoint (truncated, corrupted, or not written by mi): "
-                f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            ) from None
-        digest, size = file_sha256(path), path.stat().st_size
+            raise _load_error(label, exc) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{label}: not an mi surrogate checkpoint (no '{FORMAT}' format marker)")
     found = payload.get("format_version")
@@ -190,6 +243,22 @@ def _read(path_or_name: str | Path) -> tuple[str, Path, dict[str, Any], str, int
     return label, path, payload, digest, size
 
 
+def _verify_payload(label: str, payload: dict[str, Any]) -> None:
+    """Refuse contents that do not hash to the ``payload_sha256`` recorded when the checkpoint was written."""
+    recorded = payload.get("payload_sha256")
+    if recorded is None or payload.get("format_version", FORMAT_VERSION) < 2:
+        return  # written before the payload hash existed (format 1 never had one)
+    try:
+        actual = payload_digest(payload)
+    except Exception as exc:  # noqa: BLE001 - a state_dict of non-tensors is no checkpoint of ours
+        raise CheckpointError(f"{label}: malformed checkpoint contents: {exc}") from None
+    if actual != recorded:
+        raise CheckpointError(
+            f"{label}: contents do not match the hash recorded inside the checkpoint (payload_sha256): the "
+            "file was modified or corrupted after it was written; refused"
+        )
+
+
 def _check_feature_sets(label: str, payload: dict[str, Any]) -> None:
     for entry in payload["feature_sets"]:
         name, wanted = entry["name"], entry["version"]
@@ -203,9 +272,12 @@ def _check_feature_sets(label: str, payload: dict[str, Any]) -> None:
             )
 
 
-def load_checkpoint(path_or_name: str | Path) -> Surrogate:
-    """A `Surrogate` on the CPU (move it with ``.to(device)``) from a path or ``builtin:<name>``."""
-    label, _path, payload, _digest, _size = _read(path_or_name)
+def load_checkpoint(path_or_name: str | Path, expected_sha256: str | None = None) -> Surrogate:
+    """A `Surrogate` on the CPU (move it with ``.to(device)``) from a path or ``builtin:<name>``.
+
+    `expected_sha256` (``sha256:<hex>`` of the file, e.g. from a run manifest) makes any other file an error.
+    """
+    label, _path, payload, _digest, _size = _read(path_or_name, expected_sha256)
     _check_feature_sets(label, payload)
     from mi.models.nets import model_kinds
 
@@ -213,6 +285,7 @@ def load_checkpoint(path_or_name: str | Path) -> Surrogate:
     kind = payload["model_kind"]
     if kind not in kinds:
         raise CheckpointError(f"{label}: model kind {kind!r} is unknown to this mi (knows {', '.join(kinds)})")
+    _verify_payload(label, payload)
     try:
         module = kinds[kind](**payload["model_config"])
         module.load_state_dict(payload["state_dict"], strict=True)
@@ -237,9 +310,10 @@ def load_checkpoint(path_or_name: str | Path) -> Surrogate:
     return Surrogate(module, spec)
 
 
-def checkpoint_card(path_or_name: str | Path) -> dict[str, Any]:
+def checkpoint_card(path_or_name: str | Path, expected_sha256: str | None = None) -> dict[str, Any]:
     """Everything about a checkpoint except its weights: for ``mi info`` and run records."""
-    label, path, payload, digest, size = _read(path_or_name)
+    label, path, payload, digest, size = _read(path_or_name, expected_sha256)
+    _verify_payload(label, payload)
     state = payload["state_dict"]
     target_stats = {}
     for j, target in enumerate(payload["targets"]):

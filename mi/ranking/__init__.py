@@ -10,19 +10,24 @@ import pandas as pd
 
 from mi.config import RankingConfig
 from mi.errors import ConfigError
+from mi.ranking.acquisition import acquisition_values, expected_improvement, score_std, select_batch
 from mi.ranking.constraints import active_constraints, apply_constraints, describe, numeric_column, probability_within
 from mi.ranking.pareto import crowding_distance, pareto_ranks
 from mi.ranking.score import normalise, ucb_score, weighted_score
 
 __all__ = [
+    "acquisition_values",
     "active_constraints",
     "apply_constraints",
     "crowding_distance",
     "describe",
+    "expected_improvement",
     "normalise",
     "pareto_ranks",
     "probability_within",
     "rank",
+    "score_std",
+    "select_batch",
     "ucb_score",
     "weighted_score",
 ]

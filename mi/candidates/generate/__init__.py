@@ -2,6 +2,7 @@
 
     generate(cfg)            a stream of `Generated` candidates (structures or compositions)
     run(run_cfg, out_dir)    `mi generate`: the stream written to shards, plus summary.json and config.yaml
+    generator_fingerprint(x) sha256 of a generator (resolved config + the prototypes it uses), for manifests
 
 A screening config takes a generator directly (``candidates: {generate: ...}``); `mi.candidates.readers`
 then screens the stream without shards.
@@ -20,7 +21,14 @@ if TYPE_CHECKING:  # the package stays light to import: the prototype library lo
     from mi.candidates.generate.substitution import FamilyStats, Generated
     from mi.config import GenerateConfig, GenerateRunConfig
 
-__all__ = ["generate", "run", "summary_table"]
+__all__ = ["generate", "generator_fingerprint", "run", "summary_table"]
+
+
+def generator_fingerprint(path_or_cfg: str | Path | GenerateConfig | GenerateRunConfig) -> str:
+    """sha256 of a generator; see `mi.candidates.generate.fingerprint.generator_fingerprint`."""
+    from mi.candidates.generate.fingerprint import generator_fingerprint as fingerprint
+
+    return fingerprint(path_or_cfg)
 
 
 def generate(cfg: GenerateConfig, stats: dict[str, FamilyStats] | None = None) -> Iterator[Generated]:

@@ -311,21 +311,103 @@ PROTOTYPES: tuple[Prototype, ...] = (
         "comes from mixing M with Ni and Mn (fractions 1/3, 2/3)",
         supercell=((2, 1, 0), (-1, 1, 0), (0, 0, 1)),
     ),
+    Prototype(
+        id="layered_O3_NaFeO2",
+        family="layered O3 NaMO2",
+        formula="NaFeO2",
+        spacegroup="R-3m",  # hexagonal axes; the alpha-NaFeO2 type that names the O3 family
+        sg_number=166,
+        lattice=hexagonal_cell(3.025, 16.09),
+        sites=(
+            Site("A", "Na", (0.0, 0.0, 0.0), "working_ion", 1, 6),  # 3a
+            Site("M", "Fe", (0.0, 0.0, 0.5), "redox", 3, 6),  # 3b
+            Site("O", "O", (0.0, 0.0, 0.232), "anion", -2, 6),  # 6c
+        ),
+        bonds=(Bond("Fe", "O", 6, 1.98, 2.10), Bond("Na", "O", 6, 2.30, 2.50)),
+        citation="alpha-NaFeO2 (R-3m), e.g. Y. Takeda, K. Nakahara, M. Nishijima, N. Imanishi, O. Yamamoto, "
+        "M. Takano, R. Kanno, Mater. Res. Bull. 29 (1994) 659-666",
+        doi="",
+        source="cell from memory (a 3.025, c 16.09 A, rounded); Na 3a and Fe 3b fixed by symmetry; z(O) = 0.232 "
+        "chosen to give Fe-O 2.04 A (Shannon Fe3+(HS) + O2-), not the refined value",
+        confidence="low",
+        note="built natively (not Na substituted into LiCoO2): the O3 Na slab keeps its own c/a (5.32 vs 4.99)",
+    ),
+    Prototype(
+        id="betaII_Li3VO4",
+        family="Li2MSiO4 (beta_II-Li3PO4 type, Pmn21)",
+        formula="Li3VO4",
+        spacegroup="Pmn2_1",
+        sg_number=31,
+        lattice=orthorhombic_cell(6.3259, 5.4460, 4.9469),
+        sites=(
+            Site("A", "Li", (0.24111, 0.32920, 0.98402), "working_ion", 1, 4),  # 4b
+            # 2a Li: the site Fe2+/Mn2+/Co2+ takes in Pmn21 Li2MSiO4 (Li2FeSiO4 = Li2[Fe]SiO4 on this frame)
+            Site("M", "Li", (0.0, 0.17149, 0.47798), "redox", 1, 4),  # 2a
+            Site("X", "V", (0.0, 0.82531, 0.98746), "framework", 5, 4),  # 2a
+            Site("O1", "O", (0.23480, 0.69793, 0.90889), "anion", -2, 4),  # 4b
+            Site("O2", "O", (0.0, 0.13087, 0.89801), "anion", -2, 4),  # 2a
+            Site("O3", "O", (0.0, 0.83241, 0.35677), "anion", -2, 4),  # 2a
+        ),
+        bonds=(Bond("V", "O", 4, 1.65, 1.85), Bond("Li", "O", 4, 1.85, 2.20)),
+        citation="beta-Li3VO4 (Pmn21), Chem. Mater. (2018); authors not recorded here. Pmn21 Li2FeSiO4 on this "
+        "frame: A. Nyten, S. Kamali, L. Haggstrom, T. Gustafsson, J. O. Thomas, J. Mater. Chem. 16 (2006) 2266",
+        doi="10.1021/acs.chemmater.8b01504",
+        source="transcribed from OBELiX record h6c (" + OBELIX + "); Li2FeSiO4's own positions are not in the library",
+        confidence="medium",
+        note="the beta_II-Li3PO4 frame of Pmn21 Li2MSiO4: Li2MSiO4 comes from substituting M (2a Li) with a "
+        "divalent metal and X (V) with Si or Ge; the cell is rescaled isotropically, so a/b/c ratios stay Li3VO4's",
+    ),
+    Prototype(
+        id="lgps_Li10GeP2S12",
+        family="LGPS-type Li10MP2S12",
+        formula="Li10GeP2S12",
+        spacegroup="P4_2/nmc",  # origin choice 1 (pymatgen's), as in the record
+        sg_number=137,
+        lattice=_tet(8.71121, 12.6078),
+        sites=(
+            Site("X1", "P", (0.0, 0.0, 0.0), "framework", 5, 4),  # 2a
+            Site("M", "Ge", (0.0, 0.5, 0.3079), "framework", 4, 4, occupancy=0.5, keep=2),  # 4d, Ge/P 1:1
+            Site("X2", "P", (0.0, 0.5, 0.3079), "framework", 5, 4, occupancy=0.5, keep=2),
+            Site("S1", "S", (0.0, 0.187, 0.0908), "anion", -2, 4),  # 8g
+            Site("S2", "S", (0.0, 0.2943, 0.4032), "anion", -2, 4),  # 8g
+            Site("S3", "S", (0.0, 0.304, 0.7062), "anion", -2, 4),  # 8g
+            Site("A4", "Li", (0.0, 0.0, 0.251), "working_ion", 1, 4, occupancy=0.68, keep=4),  # 4c (filled)
+            Site("A3", "Li", (0.246, 0.246, 0.5), "working_ion", 1, 4, occupancy=0.62, keep=4),  # 8f
+            Site("A2", "Li", (0.0, 0.476, 0.555), "working_ion", 1, 6, occupancy=0.54, keep=4),  # 8g, split 4d
+            Site("A1", "Li", (0.237, 0.252, 0.8031), "working_ion", 1, 4, occupancy=0.5, keep=8),  # 16h, pairs
+        ),
+        bonds=(
+            Bond("P", "S", 4, 1.95, 2.20),  # 2a P-S 1.99 A; P on 4d sits on the Ge/P mean position (2.14-2.16)
+            Bond("Ge", "S", 4, 2.05, 2.25),
+            Bond("Li", "S", 4, 2.30, 2.85),
+        ),
+        citation="LGPS type: N. Kamaya et al., Nat. Mater. 10 (2011) 682-686. Numbers: Li10GeP2S12 end member "
+        "of Li10Ge(1-x)SnxP2S12, Chem. Mater. (2018); authors not recorded here",
+        doi="10.1021/acs.chemmater.8b00266",
+        source="transcribed from OBELiX record mtn (" + OBELIX + "); the OBELiX record of Kamaya's own refinement "
+        "(1hh) carries no CIF, and record j8q gives P-S 2.18 A (refined: 1.99-2.05 A), so it was not used",
+        confidence="medium",
+        note="ordered approximant: Li 20 per cell (published 19.9) as 4c full (published 0.68), 4 of 8 on 8f "
+        "(0.62), one of each split 8g pair about 4d (0.54) and one of each 16h pair 1.36 A apart (0.5); Ge and P "
+        "1:1 on 4d, the two Ge as far apart as the cell allows. Symmetry drops to a subgroup of P4_2/nmc",
+    ),
 )
 
 BY_ID: dict[str, Prototype] = {p.id: p for p in PROTOTYPES}
 
 # What the library does not carry, and why (printed with the table, kept in the docs).
 NOT_INCLUDED: dict[str, str] = {
-    "Li3MX6 halides (Li3YCl6, Li3InCl6)": "no coordinates known with confidence and no published record at hand",
-    "O3 NaMO2": "no published Na O3 coordinates known with confidence; substitute Na on site A of "
-    "layered_O3_LiCoO2 (the volume is rescaled, the c/a ratio is not)",
-    "Na3V2(PO4)3": "the Na 18e (M2) site position is not known with confidence; NaM2(PO4)3 comes from "
-    "substituting M of nasicon_NaZr2P3O12",
-    "LGPS Li10GeP2S12, beta-Li3PS4": "the OBELiX records at hand (j8q, nhq) give P-S 2.18 A and 1.91-2.25 A "
-    "(refined: about 2.04 A) and no positions are known from memory; left out rather than shipped wrong",
-    "Li2MSiO4": "Li2FeSiO4 positions not known; a transfer from isotypic beta-Li3VO4 gave Si-O up to 1.85 A",
-    "beta-Li3PS4 ordered approximant": "see LGPS; gamma-Li3PS4 is in datasets/demo (unverified positions)",
+    "Li3MX6 halides (Li3YCl6, Li3InCl6)": "no coordinates known with confidence and no published record at hand "
+    "(the only OBELiX halide of this kind, n7a Li2.5Y0.5Zr0.5Cl6, has no CIF)",
+    "Na3V2(PO4)3": "the Na 18e (M2) site position and the Na3V2(PO4)3 cell are not known with confidence; "
+    "NaM2(PO4)3 comes from substituting M of nasicon_NaZr2P3O12",
+    "beta-Li3PS4": "the OBELiX record at hand (nhq, Homma's cell 12.819/8.2195/6.1236 A) gives P-S 1.91-2.25 A and "
+    "a P-Li contact of 2.16 A (refined: P-S about 2.04 A), and no positions are known from memory; left out "
+    "rather than shipped wrong (gamma-Li3PS4 is in datasets/demo, unverified positions)",
+    "Li2FeSiO4 own positions": "not known with confidence; Pmn21 Li2MSiO4 comes from substituting betaII_Li3VO4 "
+    "(a transfer of its positions into Nyten's Li2FeSiO4 cell gave Si-O up to 1.85 A, so that was not done)",
+    "LGPS from Kamaya's refinement": "its OBELiX record (1hh) has no CIF; lgps_Li10GeP2S12 uses record mtn "
+    "(same structure, cell within 0.2 %)",
     "cubic garnet (Ia-3d)": "Li is disordered over 24d/96h; the ordered tetragonal garnet stands in",
 }
 

@@ -1,0 +1,390 @@
+"""Rank the rows of a screen's Parquet shards: all at once when they fit, else in passes over the shards.
+
+**In memory** (up to ``execution.max_rows_in_memory`` kept rows): the shards are concatenated and ranked
+by `mi.ranking.rank`, exactly as a single-table screen; ``ranked.csv`` holds every row.
+
+**Streaming** (more rows): the same ranking semantics, without every row in memory at once.
+
+1. Pass 1 reads only the objective columns: per objective the count of finite values, min and max
+   (``minmax``), mean and sum of squared deviations combined shard by shard (``zscore``; equal to numpy's
+   up to rounding) and the finite values themselves, 8 bytes a row, for ``rank`` (average ranks need the
+   whole column). An objective without a finite value is left out, as `rank` does.
+2. Pass 2 scores each shard with those statistics (the same float operations as
+   `mi.ranking.score.normalise`, so ``minmax`` and ``rank`` scores are bit-identical), keeps the k best
+   rounded sort keys, and merges the shard's Pareto front into a running front (the front of a union is
+   the front of the union of the fronts: exact).
+3. Pass 3 gathers the rows whose key reaches the k-th best, and the front's rows. A row dominating
+   another scores at least as much (every normalisation is monotone and the weights are >= 0), so that
+   set holds every row that dominates one of its members, and Pareto ranks computed inside it are the
+   global ones. With ``sort_by: ucb_score`` one more pass adds the rows scoring at least the lowest
+   score gathered, for the same reason.
+
+``ranked.csv`` then holds the top-k rows and the whole first Pareto front, each with its global ``rank``;
+``crowding_distance`` is exact on the first front and left empty (NaN) for rows of deeper fronts, whose
+other members are not gathered.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mi.config import Objective, RankingConfig
+from mi.errors import ConfigError
+from mi.execution.chunk import STRUCTURE_COLUMN
+from mi.ranking import rank
+from mi.ranking.constraints import active_constraints, numeric_column
+from mi.ranking.pareto import crowding_distance, pareto_ranks
+from mi.ranking.score import _erfc, optimistic_values
+
+RANKING_COLUMNS = ("rank", "score", "ucb_score", "pareto_rank", "crowding_distance")
+
+
+# --- reading shards ---------------------------------------------------------------------------------
+
+
+def shard_columns(path: Path) -> list[str]:
+    import pyarrow.parquet as pq
+
+    return list(pq.read_schema(path).names)
+
+
+def read_shard(path: Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path, columns=list(columns) if columns is not None else None).to_pandas()
+
+
+def concat_rows(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Concatenate shard frames so that column types come out as one table's would.
+
+    A chunk where a column is all missing stores it untyped, and a flag column without a missing value is
+    bool in its chunk but float where some value is missing: align both to the column's type elsewhere.
+    """
+    frames = [f for f in frames if len(f)] or frames[:1]
+    if not frames:
+        return pd.DataFrame()
+    kinds: dict[str, set[str]] = {}
+    for f in frames:
+        for c in f.columns:
+            if f[c].notna().any():
+                kinds.setdefault(c, set()).add(f[c].dtype.kind)
+    aligned = []
+    for f in frames:
+        f = f.copy()
+        for c in f.columns:
+            k = kinds.get(c, set())
+            numeric = bool(k) and k <= {"f", "b", "i", "u"}
+            if numeric and ("f" in k or len(k) > 1) and (f[c].dtype.kind in "bO" or not f[c].notna().any()):
+                f[c] = pd.to_numeric(f[c], errors="coerce").astype(float)
+        aligned.append(f)
+    return pd.concat(aligned, ignore_index=True, sort=False) if len(aligned) > 1 else aligned[0].reset_index(drop=True)
+
+
+# --- in memory --------------------------------------------------------------------------------------
+
+
+def _merge_in_memory(files: Sequence[Path], cfg: RankingConfig) -> tuple[pd.DataFrame, dict]:
+    frames = []
+    for path in files:
+        columns = [c for c in shard_columns(path) if c != STRUCTURE_COLUMN]
+        frames.append(read_shard(path, columns))
+    table = concat_rows(frames)
+    if "id" not in table.columns:
+        table = pd.DataFrame({"id": pd.Series(dtype=object)})
+    return rank(table, cfg)
+
+
+# --- streaming --------------------------------------------------------------------------------------
+
+
+class _Stats:
+    """Running statistics of one objective's finite values."""
+
+    def __init__(self, method: str) -> None:
+        self.method = method
+        self.n = 0
+        self.lo = math.inf
+        self.hi = -math.inf
+        self.mean = 0.0
+        self.m2 = 0.0
+        self.parts: list[np.ndarray] = []
+        self.sorted: np.ndarray | None = None
+
+    def add(self, values: np.ndarray) -> None:
+        v = values[np.isfinite(values)]
+        if not len(v):
+            return
+        self.lo, self.hi = min(self.lo, float(v.min())), max(self.hi, float(v.max()))
+        # Chan et al.: combine (n, mean, M2) of two parts.
+        n_b, mean_b = len(v), float(v.mean())
+        m2_b = float(((v - mean_b) ** 2).sum())
+        n = self.n + n_b
+        delta = mean_b - self.mean
+        self.mean += delta * n_b / n
+        self.m2 += m2_b + delta * delta * self.n * n_b / n
+        self.n = n
+        if self.method == "rank":
+            self.parts.append(v.astype(float))
+
+    def close(self) -> None:
+        if self.method == "rank":
+            self.sorted = np.sort(np.concatenate(self.parts)) if self.parts else np.empty(0)
+            self.parts = []
+
+    def normalise(self, values: np.ndarray, direction: str) -> np.ndarray:
+        """`mi.ranking.score.normalise` with the statistics of every shard instead of this array's."""
+        x = np.asarray(values, dtype=float)
+        out = np.zeros(len(x), dtype=float)
+        ok = np.isfinite(x)
+        if self.n == 0 or not ok.any():
+            return out
+        v = x[ok]
+        if self.method == "minmax":
+            if self.hi == self.lo:
+                out[ok] = 0.5
+                return out
+            s = (v - self.lo) / (self.hi - self.lo)
+            out[ok] = s if direction == "max" else 1.0 - s
+        elif self.method == "rank":
+            if self.n == 1:
+                out[ok] = 0.5
+                return out
+            below = np.searchsorted(self.sorted, v, side="left")
+            equal = np.searchsorted(self.sorted, v, side="right") - below
+            r = below + (equal + 1) / 2.0  # pandas' average rank
+            s = (r - 1.0) / (self.n - 1.0)
+            out[ok] = s if direction == "max" else 1.0 - s
+        elif self.method == "zscore":
+            std = math.sqrt(self.m2 / self.n)
+            if std == 0:
+                out[ok] = 0.5
+                return out
+            z = (v - self.mean) / std
+            if direction == "min":
+                z = -z
+            out[ok] = 0.5 * _erfc(-z / math.sqrt(2.0)).astype(float)
+        else:
+            raise ValueError(f"unknown normalisation {self.method!r}")
+        return np.clip(out, 0.0, 1.0)
+
+
+def _score(columns: list[np.ndarray], objectives: Sequence[Objective], stats: list[_Stats], n: int) -> np.ndarray:
+    """`mi.ranking.score.weighted_score` with shard-wide statistics."""
+    weights = np.array([o.weight for o in objectives], dtype=float)
+    score = np.zeros(n, dtype=float)
+    total = weights.sum()
+    if total <= 0:
+        return score
+    for objective, values, w, st in zip(objectives, columns, weights / total, stats):
+        if w:
+            score += w * st.normalise(values, objective.direction)
+    return np.clip(score, 0.0, 1.0)
+
+
+def _merge_streaming(
+    files: Sequence[Path], cfg: RankingConfig, columns: list[str]
+) -> tuple[pd.DataFrame, dict]:
+    header = pd.DataFrame(columns=columns)
+    _, skipped = active_constraints(header, cfg.constraints)
+    objectives = []
+    for o in cfg.objectives:
+        if not o.required and o.column not in columns:
+            skipped.append(f"objective {o.direction} {o.column} skipped: no such column (required: false)")
+        else:
+            objectives.append(o)
+    if not objectives:
+        raise ConfigError("ranking.objectives: every objective was skipped (their columns are absent)")
+    for i, o in enumerate(cfg.objectives):
+        if o in objectives:
+            numeric_column(header, o.column, f"ranking.objectives[{i}].column")
+    kappa = cfg.ucb_kappa
+    value_cols = list(dict.fromkeys(o.column for o in objectives))
+    std_cols = [f"{c}_std" for c in value_cols if kappa is not None and f"{c}_std" in columns]
+    read_cols = list(dict.fromkeys(["id", *value_cols, *std_cols]))
+
+    def objective_arrays(frame: pd.DataFrame, objs: Sequence[Objective]) -> list[np.ndarray]:
+        return [numeric_column(frame, o.column, o.column) for o in objs]
+
+    def optimistic_arrays(frame: pd.DataFrame, objs: Sequence[Objective]) -> list[np.ndarray]:
+        return [optimistic_values(frame, o, kappa, f"ranking.objectives[{i}].column") for i, o in enumerate(objs)]
+
+    # Pass 1: statistics.
+    stats = [_Stats(o.normalise) for o in objectives]
+    ucb_stats = [_Stats(o.normalise) for o in objectives] if kappa is not None else []
+    for path in files:
+        frame = read_shard(path, read_cols)
+        for st, values in zip(stats, objective_arrays(frame, objectives)):
+            st.add(values)
+        for st, values in zip(ucb_stats, optimistic_arrays(frame, objectives) if kappa is not None else []):
+            st.add(values)
+    informative = [i for i, st in enumerate(stats) if st.n > 0]
+    for i, o in enumerate(objectives):
+        if i not in informative:
+            skipped.append(f"objective {o.direction} {o.column} left out: no candidate has a value")
+    keep = informative or list(range(len(objectives)))
+    objectives = [objectives[i] for i in keep]
+    stats = [stats[i] for i in keep]
+    ucb_stats = [ucb_stats[i] for i in keep] if kappa is not None else []
+    for st in [*stats, *ucb_stats]:
+        st.close()
+    maximise = [o.direction == "max" for o in objectives]
+    by_ucb = cfg.sort_by == "ucb_score"
+
+    def scored(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        n = len(frame)
+        score = _score(objective_arrays(frame, objectives), objectives, stats, n)
+        ucb = _score(optimistic_arrays(frame, objectives), objectives, ucb_stats, n) if kappa is not None else None
+        values = np.column_stack(objective_arrays(frame, objectives)).reshape(n, len(objectives))
+        return score, ucb, values
+
+    # Pass 2: the k best sort keys and the Pareto front.
+    best = np.empty(0)
+    front_ids: list[str] = []
+    front_values = np.empty((0, len(objectives)))
+    total = 0
+    for path in files:
+        frame = read_shard(path, read_cols)
+        if not len(frame):
+            continue
+        total += len(frame)
+        score, ucb, values = scored(frame)
+        key = np.round(ucb if by_ucb else score, 12)
+        best = np.sort(np.concatenate([best, key]))[::-1][: cfg.top_k]
+        local = pareto_ranks(values, maximise) == 1
+        ids = [*front_ids, *frame["id"].astype(str).to_numpy()[local]]
+        pool = np.vstack([front_values, values[local]])
+        merged = pareto_ranks(pool, maximise) == 1
+        front_ids = [i for i, m in zip(ids, merged) if m]
+        front_values = pool[merged]
+    threshold = float(best[-1]) if len(best) >= cfg.top_k else -math.inf
+    front_set = set(front_ids)
+
+    # Pass 3: rows reaching the threshold, the front's rows, and rows sorting before each front row.
+    all_cols = [c for c in columns if c != STRUCTURE_COLUMN]
+
+    def scored_shards():
+        """Each shard's rows with their place in the one-table order (crowding distance breaks ties by
+        it), score, UCB score and sort key."""
+        offset = 0
+        for path in files:
+            frame = read_shard(path, all_cols)
+            if not len(frame):
+                continue
+            frame["_pos"] = np.arange(offset, offset + len(frame))
+            offset += len(frame)
+            score, ucb, _ = scored(frame)
+            frame["score"] = score
+            if ucb is not None:
+                frame["ucb_score"] = ucb
+            frame["_key"] = np.round(ucb if by_ucb else score, 12)
+            yield frame
+
+    gathered, front_rows = [], []
+    for frame in scored_shards():
+        key = frame["_key"].to_numpy()
+        gathered.append(frame[key >= threshold])
+        in_front = frame["id"].astype(str).isin(front_set).to_numpy()
+        front_rows.append(frame[in_front & (key < threshold)])
+    selected = concat_rows(gathered)
+    if by_ucb and len(selected):
+        # Pareto ranks of the selected rows need every row that could dominate them.
+        floor = float(selected["score"].min())
+        chosen = set(selected["id"].astype(str))
+        extra = []
+        for frame in scored_shards():
+            mask = (frame["score"].to_numpy() >= floor) & ~frame["id"].astype(str).isin(chosen).to_numpy()
+            extra.append(frame[mask])
+        closure = concat_rows([selected, *extra])
+    else:
+        closure = selected
+    values = np.column_stack(objective_arrays(closure, objectives)).reshape(len(closure), len(objectives))
+    closure = closure.assign(pareto_rank=pareto_ranks(values, maximise))
+    selected = closure[closure["_key"] >= threshold] if by_ucb else closure
+    order = np.lexsort((selected["id"].astype(str).to_numpy(), selected["pareto_rank"].to_numpy(), -selected["_key"].to_numpy()))
+    selected = selected.iloc[order].reset_index(drop=True)
+    selected["rank"] = np.arange(1, len(selected) + 1, dtype=np.int64)
+    top = selected[(selected["rank"] <= cfg.top_k) | selected["id"].astype(str).isin(front_set)]
+
+    rest = concat_rows(front_rows)
+    if len(rest):
+        rest = rest.assign(pareto_rank=1)
+        keys = rest["_key"].to_numpy()
+        greater = np.zeros(len(rest), dtype=np.int64)
+        for path in files:
+            frame = read_shard(path, read_cols)
+            if not len(frame):
+                continue
+            score, ucb, _ = scored(frame)
+            k = np.sort(np.round(ucb if by_ucb else score, 12))
+            greater += len(k) - np.searchsorted(k, keys, side="right")
+        rest_ids = rest["id"].astype(str).to_numpy()
+        ties = np.array([np.sum((keys == kv) & (rest_ids < iv)) for kv, iv in zip(keys, rest_ids)], dtype=np.int64)
+        # Rows gathered above the threshold with the same key sort before too (front rows of pareto 1 only).
+        rest["rank"] = 1 + greater + ties
+        top = concat_rows([top, rest])
+
+    # Crowding distance on the first front (all its rows are known).
+    front_frame = top[top["pareto_rank"] == 1].sort_values("_pos")
+    fv = np.column_stack(objective_arrays(front_frame, objectives)).reshape(len(front_frame), len(objectives))
+    crowd = pd.Series(np.nan, index=top.index, dtype=float)
+    if len(front_frame) == len(front_set):
+        crowd.loc[front_frame.index] = crowding_distance(fv)
+    out = top.sort_values("rank", kind="stable").drop(columns=["_key", "_pos"])
+    out["crowding_distance"] = crowd.loc[out.index].to_numpy()
+    ordered = [c for c in all_cols if c not in RANKING_COLUMNS]
+    tail = ["score", *(["ucb_score"] if kappa is not None else []), "pareto_rank", "crowding_distance"]
+    out = out[["rank", *ordered, *tail]].reset_index(drop=True)
+    out["rank"] = out["rank"].astype(np.int64)
+    out["pareto_rank"] = out["pareto_rank"].astype(np.int64)
+    summary = {
+        "rows_in": total,
+        "rows_kept": total,
+        "removed": {},
+        "skipped": skipped,
+        "objectives": [o.column for o in objectives],
+        "streamed": True,
+        "front_size": len(front_set),
+    }
+    return out, summary
+
+
+# --- the merge --------------------------------------------------------------------------------------
+
+
+def merge_shards(
+    files: Sequence[Path], cfg: RankingConfig, *, rows: int, max_rows_in_memory: int
+) -> tuple[pd.DataFrame, dict]:
+    """Ranked rows and the ranking summary of the shards `files` (which hold `rows` kept rows in all)."""
+    files = list(files)
+    if rows <= max_rows_in_memory or not files:
+        ranked, summary = _merge_in_memory(files, cfg)
+        return ranked, {**summary, "streamed": False}
+    columns: list[str] = []
+    for path in files:
+        columns.extend(c for c in shard_columns(path) if c not in columns)
+    return _merge_streaming(files, cfg, columns)
+
+
+def structures_of(files: Sequence[Path], ids: set[str]) -> dict:
+    """Structures (pymatgen) of the rows `ids`, read back from the shards."""
+    import json
+
+    from pymatgen.core import Structure
+
+    out = {}
+    for path in files:
+        if STRUCTURE_COLUMN not in shard_columns(path):
+            continue
+        frame = read_shard(path, ["id", STRUCTURE_COLUMN])
+        for i, text in zip(frame["id"].astype(str), frame[STRUCTURE_COLUMN]):
+            if i in ids and isinstance(text, str):
+                out[i] = Structure.from_dict(json.loads(text))
+    return out
+
+
+__all__ = ["concat_rows", "merge_shards", "read_shard", "structures_of"]
