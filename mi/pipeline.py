@@ -93,11 +93,19 @@ def _plan(cfg: ScreenConfig) -> dict:
 
     data = cfg.model_dump(mode="json", exclude={"execution", "export"})
     payload = json.dumps(data, sort_keys=True)
-    return {
+    plan = {
         "mi_version": __version__,
         "screen_hash": "sha256:" + hashlib.sha256(payload.encode()).hexdigest(),
         "chunk_size": cfg.execution.chunk_size,
     }
+    spec = cfg.model.checkpoint
+    if spec is not None:
+        # the checkpoint's bytes, not its path: a model retrained in place must not mix with the shards
+        from mi.models.checkpoint import checkpoint_card
+
+        label = spec if spec.startswith("builtin:") else str(cfg.resolve(spec))
+        plan["checkpoint_sha256"] = checkpoint_card(label)["sha256"]
+    return plan
 
 
 def _resume_dir(cfg: ScreenConfig) -> Path:

@@ -78,3 +78,18 @@ def test_a_damaged_shard_is_computed_again_and_a_changed_config_is_refused(tmp_p
     )
     with pytest.raises(MiError, match="--resume needs the same config"):
         screen(changed, out=first.run_dir, progress=False, resume=True)
+
+
+def test_resume_refuses_a_checkpoint_changed_since_the_shards_were_written(tmp_path):
+    import shutil
+
+    import mi.models
+
+    builtin = Path(mi.models.__file__).parent / "builtin"
+    model = tmp_path / "model.pt"
+    shutil.copy(builtin / "oracle_multitask.pt", model)
+    overrides = ["execution.chunk_size=8", "export.report=false", f"model.checkpoint={model}", "features.cache_dir=null"]
+    first = screen(load_config(DEMO, overrides), out=tmp_path / "run", progress=False)
+    shutil.copy(builtin / "formation_enthalpy.pt", model)  # retrained in place: same path, other bytes
+    with pytest.raises(MiError, match="checkpoint_sha256"):
+        screen(load_config(DEMO, overrides), out=first.run_dir, progress=False, resume=True)
