@@ -734,6 +734,7 @@ class OracleConfig(_Frozen):
     fmax: float = Field(0.1, gt=0, description="relaxation stops below this max force, eV/A")
     max_steps: int = Field(300, ge=0, description="FIRE steps at most per structure (then unconverged)")
     time_limit_s: float | None = Field(120.0, gt=0, description="wall time per structure; beyond it, a failure")
+    max_memory_mb: float | None = Field(4096.0, gt=0, description="memory one relaxation may add; beyond it, a failure")
     relax_cell: bool = True
     batch_size: int = Field(16, ge=1, description="structures per batch of single points")
     device: Literal["auto", "cpu", "cuda", "mps"] = "cpu"

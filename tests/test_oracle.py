@@ -89,6 +89,18 @@ def test_time_limit_is_a_failure():
     assert not results and "time limit" in failures[0].reason
 
 
+def test_memory_limit_is_a_failure(monkeypatch):
+    import mi.oracle.chgnet as chgnet
+
+    strained = Structure(Lattice.cubic(3.0), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    readings = iter(range(0, 10**6, 100))  # resident memory climbing 100 MB a step: a runaway
+    monkeypatch.setattr(chgnet, "_rss_mb", lambda: float(next(readings)))
+    oracle = chgnet.CHGNetOracle(max_steps=50, time_limit_s=None, max_memory_mb=250)
+    results, failures = oracle.relax([_cand("grows", strained)])
+    assert not results and len(failures) == 1
+    assert "memory limit of 250 MB exceeded after 3 relaxation steps" in failures[0].reason
+
+
 def test_registry():
     from mi.oracle.chgnet import CHGNetOracle
     from mi.oracle.registry import get_oracle, oracle_names, register_oracle

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 STAGE = "oracle"
 
 
-class _TimeLimit(Exception):
+class _LimitExceeded(Exception):
     pass
 
 
@@ -49,7 +49,9 @@ class CHGNetOracle(EnergyOracle):
 
     `max_steps` caps a relaxation (it then ends unconverged, which the Relaxation records); `time_limit_s`
     caps its wall time (it then fails). `max_volume_ratio` fails a relaxation whose cell grows beyond
-    that factor (a runaway, not a crystal).
+    that factor (a runaway, not a crystal); `max_memory_mb` fails one whose resident memory grows by more
+    than that (checked every step: a runaway graph grows step by step, and a hard address-space cap would
+    also catch torch's own allocator and end the process instead of the structure).
     """
 
     name = "chgnet"
@@ -65,6 +67,7 @@ class CHGNetOracle(EnergyOracle):
         batch_size: int = 16,
         device: str = "cpu",
         max_volume_ratio: float = 3.0,
+        max_memory_mb: float | None = 4096.0,
     ) -> None:
         self.model_name = model_name
         self.fmax = fmax
@@ -74,6 +77,7 @@ class CHGNetOracle(EnergyOracle):
         self.batch_size = batch_size
         self.device = device
         self.max_volume_ratio = max_volume_ratio
+        self.max_memory_mb = max_memory_mb
         self._model_ = None
         self._device_ = "cpu"
 
@@ -99,6 +103,7 @@ class CHGNetOracle(EnergyOracle):
             "fmax_eV_A": self.fmax,
             "max_steps": self.max_steps,
             "time_limit_s": self.time_limit_s,
+            "max_memory_mb": self.max_memory_mb,
             "relax_cell": self.relax_cell,
             "optimizer": "FIRE",
             "cell_filter": "FrechetCellFilter" if self.relax_cell else None,
@@ -162,7 +167,7 @@ class CHGNetOracle(EnergyOracle):
         for cand, structure in ready:
             try:
                 results.append(self._relax_one(cand, structure))
-            except _TimeLimit as exc:
+            except _LimitExceeded as exc:
                 failures.append(_failure(cand, str(exc)))
             except Exception as exc:  # noqa: BLE001 - one structure never stops the others
                 failures.append(_failure(cand, f"relaxation failed: {_reason(exc)}"))
@@ -182,16 +187,21 @@ class CHGNetOracle(EnergyOracle):
         start_volume = atoms.get_volume()
         target = FrechetCellFilter(atoms) if self.relax_cell else atoms
         t0 = time.perf_counter()
+        start_rss = _rss_mb()
         steps = {"n": 0}
 
         def watchdog() -> None:
             steps["n"] += 1
             if self.time_limit_s is not None and time.perf_counter() - t0 > self.time_limit_s:
-                raise _TimeLimit(
+                raise _LimitExceeded(
                     f"time limit of {self.time_limit_s:g} s exceeded after {steps['n']} relaxation steps"
                 )
             if atoms.get_volume() > self.max_volume_ratio * start_volume:
                 raise ValueError(f"cell grew beyond {self.max_volume_ratio:g}x its starting volume (runaway)")
+            if self.max_memory_mb is not None and _rss_mb() - start_rss > self.max_memory_mb:
+                raise _LimitExceeded(
+                    f"memory limit of {self.max_memory_mb:g} MB exceeded after {steps['n']} relaxation steps"
+                )
 
         with contextlib.redirect_stdout(io.StringIO()):
             optimizer = FIRE(target, logfile=None)
@@ -211,6 +221,18 @@ class CHGNetOracle(EnergyOracle):
             round(seconds, 3),
             extra={"max_force_eV_A": float(np.abs(target.get_forces()).max()) if len(atoms) else 0.0},
         )
+
+
+def _rss_mb() -> float:
+    """This process's resident memory now, MB (0 where /proc is missing: no limit there)."""
+    try:
+        with open("/proc/self/statm") as handle:
+            pages = int(handle.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    import os
+
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def _reason(exc: BaseException) -> str:

@@ -180,6 +180,7 @@ def chgnet_labeller(
     fmax: float = 0.1,
     max_steps: int = 300,
     time_limit_s: float | None = 120.0,
+    max_memory_mb: float | None = 4096.0,
     relax_cell: bool = True,
     batch_size: int = 16,
     device: str = "cpu",
@@ -193,6 +194,6 @@ def chgnet_labeller(
     from mi.oracle.chgnet import CHGNetOracle
 
     oracle = CHGNetOracle(model, fmax=fmax, max_steps=max_steps, time_limit_s=time_limit_s,
-                          relax_cell=relax_cell, batch_size=batch_size, device=device)
+                          max_memory_mb=max_memory_mb, relax_cell=relax_cell, batch_size=batch_size, device=device)
     return OracleLabeller(oracle, references=references, entries_file=entries_file, working_ion=working_ion,
                           voltage=voltage, cache_dir=cache_dir)

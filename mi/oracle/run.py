@@ -55,7 +55,7 @@ def build_labeller(cfg: LabelConfig):
 
     o = cfg.oracle
     oracle = get_oracle(o.name, model_name=o.model, fmax=o.fmax, max_steps=o.max_steps, time_limit_s=o.time_limit_s,
-                        relax_cell=o.relax_cell, batch_size=o.batch_size, device=o.device)
+                        max_memory_mb=o.max_memory_mb, relax_cell=o.relax_cell, batch_size=o.batch_size, device=o.device)
     labels = cfg.labels
     cache = None if labels.cache_dir in (None, "auto") else cfg.resolve(labels.cache_dir)
     entries = cfg.resolve(labels.entries_file) if labels.entries_file else None
