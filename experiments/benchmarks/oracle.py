@@ -12,8 +12,7 @@ of the same cells, with torch limited to --threads threads.
 
     python experiments/benchmarks/oracle.py [--threads 2] [--max-steps 300]
 
-Latest run (2026-11-30, chgnet 0.4.2, `--threads 2`, nice 10 on a 2-core machine whose load average was
-8 to 11 from other jobs, so the times are far above what 2 free cores give):
+Latest run (2026-11-30, chgnet 0.4.2, `--threads 1`, the other core busy with a training job):
 
 | cathode | delithiated | atoms | oracle V | measured V | error V |
 |---|---|---|---|---|---|
@@ -23,8 +22,8 @@ Latest run (2026-11-30, chgnet 0.4.2, `--threads 2`, nice 10 on a 2-core machine
 | LiMn2O4 | MnO2 | 56 | 3.88 | 4.10 | -0.22 |
 mean absolute error: 0.27 V
 
-throughput (contended, upper bounds): single point 3.79 s per structure (batched); relaxation 257 s per
-structure, 25 FIRE steps on average, 10.3 s per step.
+throughput on 1 thread, 4 cells of 12-56 atoms: single point 0.172 s per structure (batched);
+relaxation 10.40 s per structure (25 FIRE steps on average, 0.416 s per step).
 """
 
 from __future__ import annotations

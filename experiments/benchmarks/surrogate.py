@@ -23,6 +23,18 @@ in ../shared).
                                                [--trees 100] [--eform-recipe FILE] [--set KEY=VALUE ...]
 
 ``--quick`` subsamples (2,000 training rows, 2 members, a few epochs) for a smoke run in a minute or two.
+
+Latest run (2026-11-30, ``--threads 1``, each task alone on one core of a 2-core machine whose other core
+was busy; training CPU time is this process's):
+
+    task    MAE ours   MAE RF    extra                                          ratio ours/RF
+    eform   0.0870     0.1228    R2 0.950 / 0.946; 8.6 CPU-min training         0.709
+    ehull   0.0979     0.1132    F1@0.05 0.876 / 0.798, DAF 1.27 / 1.36         0.864
+    obelix  1.151      1.190     Spearman 0.860 / 0.863 (5-fold, grouped)       0.967
+
+The eform goal (ratio <= 0.60) is not met. With ``--threads 2`` on a machine loaded by other jobs, torch's
+two threads slowed training more than fourfold (barriers waiting on descheduled threads): prefer one
+thread per process there.
 """
 
 from __future__ import annotations
