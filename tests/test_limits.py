@@ -6,7 +6,7 @@ import time
 
 import pytest
 from pydantic import ValidationError
-from pymatgen.core import Lattice, Structure
+from pymatgen.core import Structure
 
 from mi.candidates import read_candidates
 from mi.candidates.base import Candidate, structure_hash

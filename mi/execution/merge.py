@@ -34,10 +34,9 @@ import numpy as np
 import pandas as pd
 
 from mi.config import Objective, RankingConfig
-from mi.errors import ConfigError
 from mi.execution.chunk import STRUCTURE_COLUMN
-from mi.ranking import rank
-from mi.ranking.constraints import active_constraints, numeric_column
+from mi.ranking import rank, usable_objectives
+from mi.ranking.constraints import numeric_column
 from mi.ranking.pareto import crowding_distance, pareto_ranks
 from mi.ranking.score import _erfc, optimistic_values
 
@@ -189,19 +188,7 @@ def _score(columns: list[np.ndarray], objectives: Sequence[Objective], stats: li
 def _merge_streaming(
     files: Sequence[Path], cfg: RankingConfig, columns: list[str]
 ) -> tuple[pd.DataFrame, dict]:
-    header = pd.DataFrame(columns=columns)
-    _, skipped = active_constraints(header, cfg.constraints)
-    objectives = []
-    for o in cfg.objectives:
-        if not o.required and o.column not in columns:
-            skipped.append(f"objective {o.direction} {o.column} skipped: no such column (required: false)")
-        else:
-            objectives.append(o)
-    if not objectives:
-        raise ConfigError("ranking.objectives: every objective was skipped (their columns are absent)")
-    for i, o in enumerate(cfg.objectives):
-        if o in objectives:
-            numeric_column(header, o.column, f"ranking.objectives[{i}].column")
+    objectives, skipped = usable_objectives(pd.DataFrame(columns=columns), cfg)
     kappa = cfg.ucb_kappa
     value_cols = list(dict.fromkeys(o.column for o in objectives))
     std_cols = [f"{c}_std" for c in value_cols if kappa is not None and f"{c}_std" in columns]

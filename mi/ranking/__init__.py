@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from mi.config import RankingConfig
+from mi.config import Objective, RankingConfig
 from mi.errors import ConfigError
 from mi.ranking.acquisition import acquisition_values, expected_improvement, score_std, select_batch
 from mi.ranking.constraints import active_constraints, apply_constraints, describe, numeric_column, probability_within
@@ -26,6 +26,7 @@ __all__ = [
     "pareto_ranks",
     "probability_within",
     "rank",
+    "usable_objectives",
     "score_std",
     "select_batch",
     "ucb_score",
@@ -33,6 +34,28 @@ __all__ = [
 ]
 
 RANKING_COLUMNS = ("rank", "score", "ucb_score", "pareto_rank", "crowding_distance")
+
+
+def usable_objectives(table: pd.DataFrame, cfg: RankingConfig) -> tuple[list[Objective], list[str]]:
+    """The objectives to score `table` by, and notes on what was skipped.
+
+    Optional constraints and objectives (``required: false``) on columns the table lacks are skipped with a
+    note; every objective column is checked before anything else, so the first error is a config error.
+    Only the table's columns are read: an empty frame with the right columns will do.
+    """
+    _, skipped = active_constraints(table, cfg.constraints)
+    objectives = []
+    for o in cfg.objectives:
+        if not o.required and o.column not in table.columns:
+            skipped.append(f"objective {o.direction} {o.column} skipped: no such column (required: false)")
+        else:
+            objectives.append(o)
+    if not objectives:
+        raise ConfigError("ranking.objectives: every objective was skipped (their columns are absent)")
+    for i, objective in enumerate(cfg.objectives):
+        if objective in objectives:
+            numeric_column(table, objective.column, f"ranking.objectives[{i}].column")
+    return objectives, skipped
 
 
 def rank(table: pd.DataFrame, cfg: RankingConfig) -> tuple[pd.DataFrame, dict]:
@@ -48,19 +71,7 @@ def rank(table: pd.DataFrame, cfg: RankingConfig) -> tuple[pd.DataFrame, dict]:
     """
     if "id" not in table.columns:
         raise ValueError("the table to rank needs an 'id' column")
-    _, skipped = active_constraints(table, cfg.constraints)
-    objectives = []
-    for o in cfg.objectives:
-        if not o.required and o.column not in table.columns:
-            skipped.append(f"objective {o.direction} {o.column} skipped: no such column (required: false)")
-        else:
-            objectives.append(o)
-    if not objectives:
-        raise ConfigError("ranking.objectives: every objective was skipped (their columns are absent)")
-    # Check every objective column before anything else, so the first error is a config error.
-    for i, objective in enumerate(cfg.objectives):
-        if objective in objectives:
-            numeric_column(table, objective.column, f"ranking.objectives[{i}].column")
+    objectives, skipped = usable_objectives(table, cfg)
     kept, removed = apply_constraints(table, cfg.constraints)
     out = kept.reset_index(drop=True).drop(columns=list(RANKING_COLUMNS), errors="ignore")
     # An objective without a single value (energy without a voltage model) cannot order anything; left in,
