@@ -290,3 +290,18 @@ def test_the_screening_pipeline_runs_element_and_graph_checkpoints(trained, name
         assert ranked.loc[~with_structure, target].isna().all()
     else:
         assert ranked[target].notna().all()
+
+
+def test_a_feature_constant_in_training_is_ignored_not_blown_up():
+    from mi.models.surrogate import EnsembleMLP
+
+    torch.manual_seed(0)
+    x = torch.randn(40, 3)
+    x[:, 1] = 54.8  # constant: float32 sums leave it a spurious std of ~1e-5
+    model = EnsembleMLP(3, 1, [8], ensemble_size=2)
+    model.fit_normalisers(x, torch.randn(40, 1))
+    assert torch.isinf(model.feature_std[1]) and torch.isfinite(model.feature_std[[0, 2]]).all()
+    new = x[:2].clone()
+    new[:, 1] = 453.7  # a value never seen in training
+    assert torch.equal(model.standardise(new), model.standardise(x[:2]))
+    assert model.standardise(new)[:, 1].abs().max() == 0

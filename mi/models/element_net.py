@@ -178,7 +178,7 @@ class ElementAttentionNet(EnsembleNet):
         if self.n_features:
             features = inputs.x
             self.feature_mean.copy_(_nan_mean(features))
-            self.feature_std.copy_(_nan_std(features, self.feature_mean))
+            self.feature_std.copy_(_nan_std(features, self.feature_mean, constant=math.inf))
         super().fit_normalisers(inputs, targets)
 
     def prepare(self, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:

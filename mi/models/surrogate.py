@@ -20,6 +20,8 @@ compositions (element models) or their structures (graph models).
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -153,7 +155,7 @@ class EnsembleMLP(EnsembleNet):
     def fit_normalisers(self, inputs: Any, targets: torch.Tensor) -> None:
         features = inputs.x if hasattr(inputs, "x") else inputs
         self.feature_mean.copy_(_nan_mean(features))
-        self.feature_std.copy_(_nan_std(features, self.feature_mean))
+        self.feature_std.copy_(_nan_std(features, self.feature_mean, constant=math.inf))
         super().fit_normalisers(inputs, targets)
 
     def standardise(self, features: torch.Tensor) -> torch.Tensor:
@@ -169,15 +171,25 @@ class EnsembleMLP(EnsembleNet):
 
 
 def _nan_mean(x: torch.Tensor) -> torch.Tensor:
-    mean = torch.nanmean(x, dim=0)
-    return torch.nan_to_num(mean, nan=0.0)  # an all-NaN column imputes to 0
+    mean = torch.nanmean(x.double(), dim=0)
+    return torch.nan_to_num(mean, nan=0.0).to(x.dtype)  # an all-NaN column imputes to 0
 
 
-def _nan_std(x: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
-    filled = torch.where(torch.isnan(x), mean, x)
-    count = (~torch.isnan(x)).sum(dim=0).clamp(min=1)
-    std = torch.sqrt(((filled - mean) ** 2).sum(dim=0) / count)
-    return torch.where(std > 1e-8, std, torch.ones_like(std))
+def _nan_std(x: torch.Tensor, mean: torch.Tensor | None = None, constant: float = 1.0) -> torch.Tensor:
+    """Column std over the non-NaN values; `constant` for a column that does not vary.
+
+    Summed in float64: in float32 a constant column of 54.8 keeps a spurious std of 1e-5, and a new value
+    of 453 then stands 5e7 "standard deviations" away. Features use ``constant=inf``: a descriptor that never
+    varied in training standardises to 0, since the network cannot have learnt what its changes mean.
+    `mean` is accepted for symmetry with `_nan_mean` and not used (the float64 mean is recomputed).
+    """
+    x64 = x.double()
+    valid = ~torch.isnan(x64)
+    count = valid.sum(dim=0).clamp(min=1)
+    mean64 = torch.where(valid, x64, 0.0).sum(dim=0) / count
+    std = torch.sqrt((torch.where(valid, x64 - mean64, 0.0) ** 2).sum(dim=0) / count)
+    varies = std > 1e-6 * mean64.abs().clamp(min=1.0)
+    return torch.where(varies, std, torch.full_like(std, constant)).to(x.dtype)
 
 
 @dataclass(frozen=True)
