@@ -210,6 +210,16 @@ class CandidatesConfig(_Frozen):
 # --- features ---------------------------------------------------------------------------------------
 
 
+def known_feature_sets(names: list[str]) -> list[str]:
+    """`names` if every one is a feature set of `mi.features` (checked when a config loads, not at a run's end)."""
+    from mi.features.sets import FEATURE_SETS  # imported late: mi.features imports from mi.config's neighbours
+
+    unknown = [name for name in names if name not in FEATURE_SETS]
+    if unknown:
+        raise ValueError(f"unknown feature set(s) {', '.join(map(repr, unknown))} (known: {', '.join(sorted(FEATURE_SETS))})")
+    return names
+
+
 class FeaturesConfig(_Frozen):
     """Feature sets computed for every candidate (a model adds the sets its checkpoint needs), and how."""
 
@@ -230,6 +240,8 @@ class FeaturesConfig(_Frozen):
         description="feature cache folder (relative to the config file); auto = $XDG_CACHE_HOME/mi/features "
         "or ~/.cache/mi/features, resolved when the run starts; null = no cache",
     )
+
+    _known_sets = field_validator("sets")(classmethod(lambda cls, value: known_feature_sets(value)))
 
     @field_validator("workers")
     @classmethod
@@ -292,6 +304,8 @@ class MLPModelConfig(_Frozen):
     kind: Literal["mlp"] = "mlp"
     feature_sets: list[str] = Field(default_factory=lambda: ["composition"], min_length=1)
     hidden: list[int] = Field(default_factory=lambda: [256, 128])
+
+    _known_sets = field_validator("feature_sets")(classmethod(lambda cls, value: known_feature_sets(value)))
     dropout: float = Field(0.05, ge=0, lt=1)
     ensemble_size: int = Field(5, ge=1)
 
@@ -311,6 +325,8 @@ class ElementAttentionConfig(_Frozen):
     descriptor_sets: list[str] = Field(
         default_factory=list, description="feature sets (e.g. [composition]) fed to the head too; [] = elements only"
     )
+
+    _known_sets = field_validator("descriptor_sets")(classmethod(lambda cls, value: known_feature_sets(value)))
 
     @model_validator(mode="after")
     def _heads_divide(self) -> ElementAttentionConfig:

@@ -53,6 +53,12 @@ def test_wrong_enum_names_key_path(tmp_path):
         load_config(write(tmp_path, data))
 
 
+def test_unknown_feature_set_names_key_path_and_the_known_sets(tmp_path):
+    data = {**MINIMAL, "features": {"sets": ["composition", "magpie"]}}
+    with pytest.raises(ConfigError, match=r"features\.sets.*'magpie'.*known: composition, element_fraction"):
+        load_config(write(tmp_path, data))
+
+
 def test_overrides_apply_and_are_validated(tmp_path):
     path = write(tmp_path, MINIMAL)
     cfg = load_config(path, ["ranking.top_k=20", "ranking.objectives[0].weight=2.5", "properties.working_ion=Na"])
