@@ -581,33 +581,11 @@ def read_candidates(
 
     With ``strict``, the first failure raises InputError (the CLI exits non-zero).
     """
-    files = expand_sources(cfg.sources, resolve) if files is None else files
-    candidates: list[Candidate] = []
-    failures: list[Failure] = []
-    first_seen: dict[str, Candidate] = {}
-    streams = [iter_file(path, cfg) for path in files]
-    if cfg.generate is not None:
-        streams.append(iter_generated(cfg, resolve))
-    for stream in streams:
-        for item in stream:
-            if isinstance(item, Candidate) and item.id in first_seen:
-                first = first_seen[item.id]
-                item = Failure(
-                    item.source,
-                    item.record,
-                    "candidates",
-                    f"duplicate id {item.id!r}: already read from {first.source} ({first.record})",
-                    id=item.id,
-                )
-            if isinstance(item, Failure):
-                if strict:
-                    where = f"{item.source}" + (f", {item.record}" if item.record else "")
-                    raise InputError(f"{where}: {item.reason} (--strict stops at the first failure)")
-                failures.append(item)
-            else:
-                first_seen[item.id] = item
-                candidates.append(item)
-    return candidates, failures
+    from mi.candidates.stream import CandidateStream  # it reads through this module's readers
+
+    stream = CandidateStream(cfg, resolve, files=files, strict=strict)
+    candidates = list(stream)
+    return candidates, stream.finish()
 
 
 def generator_config(cfg: CandidatesConfig, resolve: Callable[[str], Path]):

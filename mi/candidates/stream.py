@@ -1,7 +1,6 @@
-"""Candidates as a stream: the same records, ids and failures as `read_candidates`, one at a time.
+"""Candidates as a stream, one at a time; `read_candidates` is this stream collected into a list.
 
-`read_candidates` holds every candidate in a list; a screen of millions reads them lazily instead, file by
-file (one file is read whole, as its reader does) and record by record from a generator, in fixed-size
+A screen of millions reads them lazily, file by file (one file is read whole, as its reader does) and record by record from a generator, in fixed-size
 chunks. Duplicate ids are found with a set of 16-byte id digests (16 bytes per candidate, not the
 candidate), and the first occurrence that a duplicate's message names is looked up afterwards in one more
 pass over the sources, only when there are duplicates.
@@ -90,10 +89,9 @@ class CandidateStream:
         for item in _streams(self.cfg, self.resolve, self.files):
             if isinstance(item, Candidate) and not seen.add(item.id):
                 if self.strict:
-                    raise InputError(
-                        f"{item.source}" + (f", {item.record}" if item.record else "")
-                        + f": duplicate id {item.id!r} (--strict stops at the first failure)"
-                    )
+                    where = f"{item.source}" + (f", {item.record}" if item.record else "")
+                    reason = _duplicate_reason(item.id, self._first_occurrences({item.id})[item.id])
+                    raise InputError(f"{where}: {reason} (--strict stops at the first failure)")
                 self._duplicates.setdefault(item.id, []).append(len(self.failures))
                 self.failures.append(Failure(item.source, item.record, "candidates", "", id=item.id))
                 continue
@@ -109,26 +107,28 @@ class CandidateStream:
     def finish(self) -> list[Failure]:
         """The failures, with each duplicate's message naming where its id was first read."""
         if self._duplicates:
-            first: dict[str, Candidate] = {}
-            wanted = set(self._duplicates)
-            for item in _streams(self.cfg, self.resolve, self.files):
-                if isinstance(item, Candidate) and item.id in wanted and item.id not in first:
-                    first[item.id] = item
-                    if len(first) == len(wanted):
-                        break
+            first = self._first_occurrences(set(self._duplicates))
             for candidate_id, positions in self._duplicates.items():
-                origin = first[candidate_id]
                 for i in positions:
                     f = self.failures[i]
-                    self.failures[i] = Failure(
-                        f.source,
-                        f.record,
-                        "candidates",
-                        f"duplicate id {candidate_id!r}: already read from {origin.source} ({origin.record})",
-                        id=candidate_id,
-                    )
+                    reason = _duplicate_reason(candidate_id, first[candidate_id])
+                    self.failures[i] = Failure(f.source, f.record, "candidates", reason, id=candidate_id)
             self._duplicates = {}
         return self.failures
+
+    def _first_occurrences(self, wanted: set[str]) -> dict[str, Candidate]:
+        """The first candidate read with each of these ids (one more pass over the sources)."""
+        first: dict[str, Candidate] = {}
+        for item in _streams(self.cfg, self.resolve, self.files):
+            if isinstance(item, Candidate) and item.id in wanted and item.id not in first:
+                first[item.id] = item
+                if len(first) == len(wanted):
+                    break
+        return first
+
+
+def _duplicate_reason(candidate_id: str, origin: Candidate) -> str:
+    return f"duplicate id {candidate_id!r}: already read from {origin.source} ({origin.record})"
 
 
 def chunked(items: Iterable, size: int) -> Iterator[list]:
