@@ -154,8 +154,26 @@ def test_generated_candidates_have_stable_unique_ids_and_provenance():
             {"NaFeO2", "NaCrO2", "NaCoO2", "NaNiO2", "NaTiO2", "LiFeO2"},
             {"NaMgO2"},
         ),
+        (
+            # the C2/c Li3ErI6 frame: M3+ from Y to Sc, X through the halides (element key I: all three I sites)
+            {"prototype": "halide_Li3ErI6", "sites": {"M": ["Er", "Y", "In", "Sc", "Zr"], "I": ["I", "Br", "Cl"]}},
+            {"Li3ErI6", "Li3YCl6", "Li3InCl6", "Li3ScCl6", "Li3YBr6", "Li3ErCl6"},
+            {"Li3ZrCl6", "Li3ZrBr6", "Li3ZrI6"},  # Zr4+ on the M3+ site: one charge too many
+        ),
+        (
+            # every S site moves together (element key S); P5+ is small (0.17 A at CN 4), so As5+ and V5+ misfit
+            {"prototype": "beta_Li3PS4", "sites": {"X": ["P", "Si", "Ge"], "S": ["S", "Se", "O"]}},
+            {"Li3PS4", "Li3PSe4", "Li3PO4"},
+            {"Li3SiS4", "Li3GeS4", "Li3SiO4"},  # a tetravalent X leaves the cell one charge short
+        ),
+        (
+            # Na on both NASICON sites moves together (element key Na: 6b and 18e)
+            {"prototype": "nasicon_Na3V2P3O12", "sites": {"M": ["V", "Fe", "Ti", "Cr", "Mg"], "Na": ["Na", "Li"]}},
+            {"Na3V2(PO4)3", "Na3Fe2(PO4)3", "Na3Ti2(PO4)3", "Na3Cr2(PO4)3", "Li3V2(PO4)3"},
+            {"Na3Mg2(PO4)3", "Li3Mg2(PO4)3"},  # Mg2+ on the V3+ site: two charges short per formula
+        ),
     ],
-    ids=["lgps", "li2msio4", "o3_nafeo2"],
+    ids=["lgps", "li2msio4", "o3_nafeo2", "li3mx6", "beta_li3ps4", "na3v2p3o12"],
 )
 def test_substitution_into_the_new_families_is_charge_balanced_and_deduplicated(job, expected, excluded):
     out, stats = gen(prototypes=[job, {**job, "name": "again"}])
