@@ -142,7 +142,7 @@ class GenerateFilters(_Frozen):
     radius_tolerance: float | None = Field(
         0.35, gt=0, description="largest relative Shannon-radius change of a substituted site; null: no check"
     )
-    rescale_volume: bool = Field(True, description="scale the cell with the ionic volume of the substituted ions")
+    rescale_volume: bool = Field(True, description="scale the cell by the mean change of its cation-anion bond lengths")
 
 
 class GenerateConfig(_Frozen):

@@ -96,21 +96,51 @@ def test_radius_tolerance_rejects_a_misfit_and_can_be_switched_off():
     assert {g.composition.reduced_formula for g in out} == {f("LiFePO4"), f("LiBaPO4")}
 
 
-def test_volume_is_rescaled_with_the_ionic_volume():
+def test_volume_is_rescaled_with_the_bond_lengths():
     out, _ = gen(prototypes=[{"prototype": "layered_O3_LiCoO2", "sites": {"A": ["Li", "Na"]}}])
     by = {g.composition.reduced_formula: g.structure for g in out}
     li, na = by["LiCoO2"], by["NaCoO2"]
-    # Shannon radii at the sites' coordination (6): Li+ 0.76, Na+ 1.02, Co3+ (high spin) 0.61, O2- 1.40 A
+    # Shannon radii at the sites' coordination (6): Li+ 0.76, Na+ 1.02, O2- 1.40 A. Per formula unit six A-O
+    # and six Co-O bonds; only the A-O ones change, so the linear scale is the mean of their ratio and 1.
     r = {
         "Li": Species("Li", 1).get_shannon_radius("VI"),
         "Na": Species("Na", 1).get_shannon_radius("VI"),
-        "Co": Species("Co", 3).get_shannon_radius("VI", spin="High Spin"),
         "O": Species("O", -2).get_shannon_radius("VI"),
     }
-    expected = (r["Na"] ** 3 + r["Co"] ** 3 + 2 * r["O"] ** 3) / (r["Li"] ** 3 + r["Co"] ** 3 + 2 * r["O"] ** 3)
-    assert na.volume / li.volume == pytest.approx(expected, rel=1e-6)
+    linear = ((r["Na"] + r["O"]) / (r["Li"] + r["O"]) + 1.0) / 2.0
+    assert na.volume / li.volume == pytest.approx(linear**3, rel=1e-6)  # 1.19 (published NaCoO2/LiCoO2: ~1.17)
     out, _ = gen(prototypes=[{"prototype": "layered_O3_LiCoO2", "sites": {"A": ["Na"]}}], filters={"rescale_volume": False})
     assert out[0].structure.volume == pytest.approx(li.volume)
+
+
+def test_bond_rule_changes_only_the_bonds_that_exist():
+    def volume_ratio(prototype: str, sites: dict) -> float:
+        base, _ = gen(prototypes=[{"prototype": prototype}])
+        out, _ = gen(prototypes=[{"prototype": prototype, "sites": sites}], filters={"radius_tolerance": None})
+        return out[0].structure.volume / base[0].structure.volume
+
+    r = {  # Shannon radii at the coordination of the prototype's site
+        "Li": Species("Li", 1).get_shannon_radius("IV"),  # tavorite Li (CN 5) and Li3OCl Li (CN 2): nearest listed
+        "V": Species("V", 3).get_shannon_radius("VI"),
+        "P": Species("P", 5).get_shannon_radius("IV"),
+        "S": Species("S", 6).get_shannon_radius("IV"),
+        "O": Species("O", -2).get_shannon_radius("IV"),
+        "F": Species("F", -1).get_shannon_radius("III"),
+        "Cl": Species("Cl", -1).get_shannon_radius("VI"),  # only CN 6 is listed
+        "Br": Species("Br", -1).get_shannon_radius("VI"),
+    }
+    # tavorite LiVPO4F, 15 bonds per formula unit: Li 4 O + 1 F, V 4 O + 2 F, P 4 O. F bridges two V and one
+    # Li: F -> Cl stretches those three bonds and no other (no P-F bond)
+    d = r["Cl"] - r["F"]
+    linear = 1 + (d / (r["Li"] + r["F"]) + 2 * d / (r["V"] + r["F"])) / 15
+    assert volume_ratio("tavorite_LiVPO4F", {"F": ["Cl"]}) == pytest.approx(linear**3, rel=1e-6)
+    # P -> S (with V2+ for the charge; V keeps its published radius) shortens the four P-O bonds only
+    linear = 1 + 4 * (r["S"] - r["P"]) / (r["P"] + r["O"]) / 15
+    assert volume_ratio("tavorite_LiVPO4F", {"X": ["S"]}) == pytest.approx(linear**3, rel=1e-6)
+    # Li3OCl: Li's own coordination is two O (1.96 A), but the twelve Li around Cl (2.76 A) are bonds too; per
+    # formula unit 6 Li-O and 12 Li-Cl, and Cl -> Br stretches the Li-Cl ones
+    linear = 1 + 12 * (r["Br"] - r["Cl"]) / (r["Li"] + r["Cl"]) / 18
+    assert volume_ratio("antiperovskite_Li3OCl", {"Hal": ["Br"]}) == pytest.approx(linear**3, rel=1e-6)
 
 
 def test_data_mined_substitutions_extend_a_site():

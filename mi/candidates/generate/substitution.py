@@ -5,7 +5,14 @@ stream checks, before any structure is built:
   * charge balance over common oxidation states (mixed valence allowed, as in LiMn2O4);
   * the ionic-radius tolerance: every substituent's Shannon radius (at the site's coordination, in the
     oxidation state closest to the site's published one) within `radius_tolerance` of the original's;
-then scales the cell with the ionic volume (sum of r^3 over the sites) of the new ions.
+then scales the cell by the change in first-shell bond lengths (`volume_rule="bond_length"`, the default):
+for every cation-anion bond of the ordered prototype, the ratio of Shannon radius sums new over published,
+(r_cation' + r_anion') / (r_cation + r_anion), each radius at its site's coordination (a virtual or enumerated
+mixture: the fraction-weighted radius); the linear scale is the mean ratio over the bonds. Cell edges follow
+bond lengths, so this tracks published volumes better than the older rule kept as `volume_rule="ionic_volume"`
+(the cube root of the summed ionic volumes, r^3 over the sites, new over published), in which the large anions
+dominate: experiments/benchmarks/cell_volume.py compares both, and pymatgen's RLSVolumePredictor, with
+published volumes.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
+from typing import Literal
 
 import numpy as np
 from pymatgen.core import Composition, Lattice, Structure
@@ -28,6 +36,12 @@ from mi.candidates.generate.prototypes import Prototype, Site, get, ordered
 from mi.config import GenerateFilters, MixConfig, PrototypeJob
 
 Species = str | dict[str, float]  # an element, or a virtual mixture {element: fraction}
+VolumeRule = Literal["bond_length", "ionic_volume"]
+VOLUME_RULES: tuple[str, ...] = ("bond_length", "ionic_volume")
+# A cation-anion pair this much longer than the sum of its Shannon radii still counts as a first-shell bond,
+# beyond the cation's published coordination: the 12 Li around Cl in Li3OCl (2.76 A, 1.15 x the sum) are
+# bonds although Li's own coordination is two O. Long contacts (Li-S 3.20 A in LGPS, 1.32 x) are not.
+BOND_TOLERANCE = 1.2
 
 
 @dataclass
@@ -199,8 +213,15 @@ def _digest(*parts) -> str:
     return hashlib.blake2b(repr(parts).encode(), digest_size=5).hexdigest()
 
 
-def substitute(job: PrototypeJob, filters: GenerateFilters, stats: FamilyStats) -> Iterator[Generated]:
-    """Every candidate one job makes, lazily, in a deterministic order."""
+def substitute(
+    job: PrototypeJob, filters: GenerateFilters, stats: FamilyStats, volume_rule: VolumeRule = "bond_length"
+) -> Iterator[Generated]:
+    """Every candidate one job makes, lazily, in a deterministic order.
+
+    `volume_rule` is how the cell is rescaled where `filters.rescale_volume` is on (see the module docstring).
+    """
+    if volume_rule not in VOLUME_RULES:
+        raise ValueError(f"volume_rule: {volume_rule!r} is not one of {', '.join(VOLUME_RULES)}")
     proto, base = _base(job)
     family = job.name or proto.id
     sites = {s.label: s for s in proto.sites}
@@ -230,7 +251,12 @@ def substitute(job: PrototypeJob, filters: GenerateFilters, stats: FamilyStats) 
                 setattr(stats, kind, getattr(stats, kind) + 1)
                 stats.reasons[reason] += 1
                 continue
-            scale = _volume_scale(sites, prim_counts, element_of, mixture) if filters.rescale_volume else 1.0
+            if not filters.rescale_volume:
+                scale = 1.0
+            elif volume_rule == "bond_length":
+                scale = _bond_length_scale(proto.id, sites, element_of, mixture)
+            else:
+                scale = _ionic_volume_scale(sites, prim_counts, element_of, mixture)
             site_record = {lb: _species_at(lb, element_of, mixture) for lb in prim_counts}
             if virt_mixes:
                 # a virtual mixture is a composition-level candidate: the formula of the mixed cell, no structure
@@ -372,24 +398,108 @@ def _check(
     return None
 
 
-def _volume_scale(
+def _published_radius(site: Site) -> float | None:
+    return site_radius(site.species, float(site.oxi), site.cn, site.role, site.species)
+
+
+def _radius_on(
+    site: Site, r0: float, element_of: dict[str, str], mixture: dict[str, dict[str, Fraction]], power: int = 1
+) -> float:
+    """Mean of r**power over what fills `site` (one element, or a mixture by fraction); an ion without a
+    Shannon radius counts with the published ion's, `r0`."""
+    parts = mixture[site.label].items() if site.label in mixture else [(element_of[site.label], Fraction(1))]
+    total = 0.0
+    for e, f in parts:
+        r = site_radius(e, float(site.oxi), site.cn, site.role, site.species)
+        total += float(f) * (r if r is not None else r0) ** power
+    return total
+
+
+def _ionic_volume_scale(
     sites: dict[str, Site], counts: Counter, element_of: dict[str, str], mixture: dict[str, dict[str, Fraction]]
 ) -> float:
     """Linear scale factor: cube root of the ratio of summed ionic volumes (r^3), new over published."""
     new = old = 0.0
     for lb, n in counts.items():
-        site = sites[lb]
-        r0 = site_radius(site.species, float(site.oxi), site.cn, site.role, site.species)
+        r0 = _published_radius(sites[lb])
         if r0 is None:
             continue
-        parts = mixture[lb].items() if lb in mixture else [(element_of[lb], Fraction(1))]
-        r3 = 0.0
-        for e, f in parts:
-            r = site_radius(e, float(site.oxi), site.cn, site.role, site.species)
-            r3 += float(f) * (r if r is not None else r0) ** 3
-        new += n * r3
+        new += n * _radius_on(sites[lb], r0, element_of, mixture, power=3)
         old += n * r0**3
     return (new / old) ** (1.0 / 3.0) if old > 0 else 1.0
+
+
+@dataclass(frozen=True)
+class FirstShell:
+    """The cation-anion bonds of a prototype's ordered structure, counted per pair of site labels."""
+
+    labels: tuple[str, ...]  # the labels that take part in a bond
+    cation: np.ndarray  # per label pair: index into `labels`
+    anion: np.ndarray
+    count: np.ndarray  # bonds of that pair in the ordered structure
+    published: np.ndarray  # per label: Shannon radius of the published ion at the site
+
+
+@functools.lru_cache(maxsize=None)
+def first_shell(prototype_id: str) -> FirstShell:
+    """First-shell bonds of a prototype (once per prototype: candidates only look them up).
+
+    A bond joins a cation to one of its `cn` nearest anions (the published coordination; ties within 0.01 A
+    kept), or to any anion closer than `BOND_TOLERANCE` times the sum of their published Shannon radii.
+    Sites whose published ion has no Shannon radius take no part (their bonds count as unchanged).
+    """
+    proto = get(prototype_id)
+    s = ordered(prototype_id)
+    sites = {site.label: site for site in proto.sites}
+    labels = s.site_properties["label"]
+    radius = {lb: _published_radius(sites[lb]) for lb in set(labels)}
+    is_anion = np.array([sites[lb].role == "anion" for lb in labels])
+    known = np.array([radius[lb] is not None for lb in labels])
+    r = np.array([radius[lb] or 0.0 for lb in labels])
+    for cutoff in (4.0, 6.0, 9.0):  # wide enough for every cation's published coordination
+        centre, neighbour, _, distance = s.get_neighbor_list(cutoff)
+        keep = ~is_anion[centre] & is_anion[neighbour] & known[centre] & known[neighbour]
+        centre, neighbour, distance = centre[keep], neighbour[keep], distance[keep]
+        bond = distance <= BOND_TOLERANCE * (r[centre] + r[neighbour])
+        short = False
+        for i in np.flatnonzero(~is_anion & known):
+            mine = np.flatnonzero(centre == i)
+            cn = sites[labels[i]].cn
+            if len(mine) < cn:
+                short = True
+                break
+            nearest = np.sort(distance[mine])[cn - 1]
+            bond[mine[distance[mine] <= nearest + 0.01]] = True
+        if not short:
+            break
+    else:
+        raise ValueError(f"{prototype_id}: a cation has fewer anions than its coordination within {cutoff} A")
+    pairs = Counter((labels[i], labels[j]) for i, j in zip(centre[bond], neighbour[bond]))
+    names = tuple(sorted({lb for pair in pairs for lb in pair}))
+    index = {lb: k for k, lb in enumerate(names)}
+    keys = sorted(pairs)
+    return FirstShell(
+        labels=names,
+        cation=np.array([index[c] for c, _ in keys], dtype=int),
+        anion=np.array([index[a] for _, a in keys], dtype=int),
+        count=np.array([pairs[k] for k in keys], dtype=float),
+        published=np.array([radius[lb] for lb in names], dtype=float),
+    )
+
+
+def _bond_length_scale(
+    prototype_id: str, sites: dict[str, Site], element_of: dict[str, str], mixture: dict[str, dict[str, Fraction]]
+) -> float:
+    """Linear scale factor: mean over the prototype's first-shell bonds of the Shannon radius sum, new over
+    published."""
+    shell = first_shell(prototype_id)
+    if not len(shell.count):
+        return 1.0
+    new = np.array(
+        [_radius_on(sites[lb], r0, element_of, mixture) for lb, r0 in zip(shell.labels, shell.published.tolist())]
+    )
+    ratio = (new[shell.cation] + new[shell.anion]) / (shell.published[shell.cation] + shell.published[shell.anion])
+    return float(shell.count @ ratio / shell.count.sum())
 
 
 def _make(
