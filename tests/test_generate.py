@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+from collections import Counter
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -14,12 +16,13 @@ from pymatgen.core import Composition, Lattice, Species, Structure
 
 from mi.candidates import read_candidates
 from mi.candidates.generate import generate, generator_fingerprint, run
-from mi.candidates.generate.chemistry import charge_balanced, electronegativity_ordered
+from mi.candidates.generate.chemistry import balanced_states, charge_balanced, electronegativity_ordered
 from mi.candidates.generate.dedupe import Deduplicator
 from mi.candidates.generate.enumeration import enumerate_compositions, hermite_normal_form, hnf_matrices
+from mi.candidates.generate.prototypes import PROTOTYPES, ordered
 from mi.candidates.generate.substitution import FamilyStats, probable_substituents
 from mi.cli import main
-from mi.config import CandidatesConfig, GenerateConfig, load_generate_config
+from mi.config import CandidatesConfig, GenerateConfig, PrototypeJob, load_generate_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,6 +55,23 @@ def test_charge_balance_over_common_oxidation_states():
     # a phosphate site does not mix P3+ and P5+ (Li4Al4P4O16 would balance with two of each)
     assert not charge_balanced((("Li", "working_ion", 4), ("Al", "redox", 4), ("P", "framework", 4), ("O", "anion", 16)))
     assert not charge_balanced((("Li", "working_ion", 2), ("Fe", "redox", 1)))
+
+
+def test_balanced_states_are_the_neutral_assignment_nearest_the_published_one():
+    # (element, role, sites, published sites it fills: (element, state, coordination, sites))
+    zr = (("Zr", 4, 6, 1),)
+    nasicon = (("Li", "working_ion", 1, (("Na", 1, 6, 1),)), ("O", "anion", 12, (("O", -2, 4, 12),)),
+               ("P", "framework", 3, (("P", 5, 4, 3),)))
+    # LiCrSb(PO4)3: Cr3+/Sb5+, not Cr4+ beside a Sb3+/Sb5+ mix (as near the Zr4+ site's state, but mixed),
+    # nor Cr5+/Sb3+ (as far from 4+, radii further from Zr4+'s)
+    groups = tuple(sorted((*nasicon, ("Cr", "redox", 1, zr), ("Sb", "redox", 1, zr))))
+    assert dict(zip((g[0] for g in groups), balanced_states(groups))) == {"Cr": 3, "Li": 1, "O": -2, "P": 5, "Sb": 5}
+    # spinel LiMn2O4 keeps its Mn3.5+; LiNi0.5Mn1.5O4 (a quarter of the Mn sites to Ni) is Ni2+/Mn4+
+    li, o = ("Li", "working_ion", 2, (("Li", 1, 4, 2),)), ("O", "anion", 8, (("O", -2, 4, 8),))
+    assert balanced_states((li, ("Mn", "redox", 4, (("Mn", 3.5, 6, 4),)), o)) == (1, 3.5, -2)
+    lnmo = (li, ("Mn", "redox", 3, (("Mn", 3.5, 6, 3),)), ("Ni", "redox", 1, (("Mn", 3.5, 6, 1),)), o)
+    assert balanced_states(lnmo) == (1, 4, 2, -2)
+    assert balanced_states((("Li", "working_ion", 2, ()), ("Fe", "redox", 1, ()))) is None
 
 
 def test_electronegativity_order():
@@ -134,13 +154,78 @@ def test_bond_rule_changes_only_the_bonds_that_exist():
     d = r["Cl"] - r["F"]
     linear = 1 + (d / (r["Li"] + r["F"]) + 2 * d / (r["V"] + r["F"])) / 15
     assert volume_ratio("tavorite_LiVPO4F", {"F": ["Cl"]}) == pytest.approx(linear**3, rel=1e-6)
-    # P -> S (with V2+ for the charge; V keeps its published radius) shortens the four P-O bonds only
-    linear = 1 + 4 * (r["S"] - r["P"]) / (r["P"] + r["O"]) / 15
+    # P -> S shortens the four P-O bonds; the charge needs V2+ (S6+), which stretches V's four V-O and two V-F
+    dv = Species("V", 2).get_shannon_radius("VI") - r["V"]
+    stretch = 4 * dv / (r["V"] + r["O"]) + 2 * dv / (r["V"] + r["F"])
+    linear = 1 + (4 * (r["S"] - r["P"]) / (r["P"] + r["O"]) + stretch) / 15
     assert volume_ratio("tavorite_LiVPO4F", {"X": ["S"]}) == pytest.approx(linear**3, rel=1e-6)
     # Li3OCl: Li's own coordination is two O (1.96 A), but the twelve Li around Cl (2.76 A) are bonds too; per
     # formula unit 6 Li-O and 12 Li-Cl, and Cl -> Br stretches the Li-Cl ones
     linear = 1 + 12 * (r["Br"] - r["Cl"]) / (r["Li"] + r["Cl"]) / 18
     assert volume_ratio("antiperovskite_Li3OCl", {"Hal": ["Br"]}) == pytest.approx(linear**3, rel=1e-6)
+
+
+def _shell_ratio(bonds: list[tuple[int, float, float, float, float]]) -> float:
+    """Cube of the bond rule's linear scale: bonds as (count, r_cation', r_anion', r_cation, r_anion)."""
+    return (sum(n * (c + a) / (c0 + a0) for n, c, a, c0, a0 in bonds) / sum(n for n, *_ in bonds)) ** 3
+
+
+def test_fluorosulfate_from_tavorite_is_rescaled_with_fe2():
+    # LiFeSO4F needs Fe2+ (S6+, F-), although Fe3+ is the state nearest the V3+ site's: 15 bonds per formula
+    # unit, Li 4 O + 1 F (unchanged), M 4 O + 2 F (V3+ -> Fe2+), X 4 O (P5+ -> S6+)
+    base, _ = gen(prototypes=[{"prototype": "tavorite_LiVPO4F"}])
+    out, _ = gen(prototypes=[{"prototype": "tavorite_LiVPO4F", "sites": {"V": ["Fe"], "X": ["S"]}}])
+    assert [g.composition.reduced_formula for g in out] == ["LiFeSO4F"]
+    o, fl = Species("O", -2).get_shannon_radius("IV"), Species("F", -1).get_shannon_radius("III")
+    v3, fe2 = Species("V", 3).get_shannon_radius("VI"), Species("Fe", 2).get_shannon_radius("VI", "High Spin")
+    p5, s6 = Species("P", 5).get_shannon_radius("IV"), Species("S", 6).get_shannon_radius("IV")
+    expected = _shell_ratio([(5, 1, 1, 1, 1), (4, fe2, o, v3, o), (2, fe2, fl, v3, fl), (4, s6, o, p5, o)])
+    assert out[0].structure.volume / base[0].structure.volume == pytest.approx(expected, rel=1e-6)  # 1.060
+    fe3 = Species("Fe", 3).get_shannon_radius("VI", "High Spin")
+    as_fe3 = _shell_ratio([(5, 1, 1, 1, 1), (4, fe3, o, v3, o), (2, fe3, fl, v3, fl), (4, s6, o, p5, o)])
+    assert abs(expected - as_fe3) > 0.05  # the ratio the Fe3+ radius gave, 0.977
+
+
+def test_radius_filter_reads_the_states_the_charge_needs():
+    from mi.candidates.generate import substitution
+    from mi.candidates.generate.prototypes import get
+
+    def job(m: str) -> dict:  # NaMSb(PO4)3: M3+ and Sb5+ half and half on NASICON's Zr4+ site
+        mix = {"site": "M", "species": [m, "Sb"], "fractions": [[0.5, 0.5]]}
+        return {"prototype": "nasicon_NaZr2P3O12", "mix": [mix]}
+
+    zr = Species("Zr", 4).get_shannon_radius("VI")  # 0.72 A
+    sb5, sb3 = Species("Sb", 5).get_shannon_radius("VI"), Species("Sb", 3).get_shannon_radius("VI")
+    assert abs(sb5 - zr) / zr > 0.15 > abs(sb3 - zr) / zr  # 17 % and 6 %
+    # beside Fe3+ (10 % off) Sb is Sb5+ and misfits at a 15 % tolerance; read as Sb3+ (the state nearest 4+
+    # by radius) it passed
+    out, stats = gen(prototypes=[job("Fe")], filters={"radius_tolerance": 0.15})
+    assert out == [] and dict(stats["nasicon_NaZr2P3O12"].reasons) == {"radius of Sb on Zr site": 1}
+    # beside Sb5+ Cr is Cr3+ (15 % off Zr4+), not Cr4+ (24 %): kept at a 20 % tolerance, where it was rejected
+    out, _ = gen(prototypes=[job("Cr")], filters={"radius_tolerance": 0.2})
+    assert {g.composition.reduced_formula for g in out} == {f("NaCrSb(PO4)3")}
+    # beside Al3+ (26 % off, the larger misfit at any tolerance) the filter reads Sb5+ as well
+    proto = get("nasicon_NaZr2P3O12")
+    sites = {s.label: s for s in proto.sites}
+    counts = substitution._base(PrototypeJob.model_validate(job("Al")))[1].label_counts()
+    half = {"Al": Fraction(1, 2), "Sb": Fraction(1, 2)}
+    states = substitution._states(sites, counts, {lb: sites[lb].species for lb in counts}, {"M": half})
+    assert states[("Sb", "redox")] == 5 and states[("Al", "redox")] == 3
+    assert substitution._ion_radius(sites["M"], "Sb", states) == pytest.approx(sb5)
+
+
+@pytest.mark.parametrize("prototype", [p.id for p in PROTOTYPES])
+def test_unsubstituted_prototypes_keep_their_states_and_cell(prototype):
+    from mi.candidates.generate import substitution
+    from mi.candidates.generate.prototypes import get
+
+    out, _ = gen(prototypes=[{"prototype": prototype, "cell": "conventional"}])
+    assert len(out) == 1 and out[0].meta["volume_scale"] == 1.0
+    assert np.array_equal(out[0].structure.lattice.matrix, ordered(prototype).lattice.matrix)
+    sites = {s.label: s for s in get(prototype).sites}
+    counts = Counter(ordered(prototype).site_properties["label"])
+    states = substitution._states(sites, counts, {lb: sites[lb].species for lb in counts}, {})
+    assert {(sites[lb].species, sites[lb].role): sites[lb].oxi for lb in counts} == states
 
 
 def test_data_mined_substitutions_extend_a_site():
@@ -497,3 +582,10 @@ def test_screen_manifest_records_the_generator_fingerprint(tmp_path):
     changed = {**SMALL, "generate": {**SMALL["generate"], "dedupe": False}}
     write_yaml(gen_path, changed)
     assert fingerprint(tmp_path / "run2") != first
+
+
+def test_tetrahedral_framework_sites_keep_their_highest_state():
+    # P on the V5+ site of beta_II-Li3VO4 is P5+: Li2AlPO4 would need P3+ (a phosphite), so it is not made
+    job = {"prototype": "betaII_Li3VO4", "sites": {"M": ["Li", "Al"], "X": ["V", "P"]}}
+    out, _ = gen(prototypes=[job], filters={"radius_tolerance": None})
+    assert {g.composition.reduced_formula for g in out} == {f("Li3VO4"), f("Li3PO4")}

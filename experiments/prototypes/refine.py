@@ -105,7 +105,6 @@ NASICON_NA3V2P3O12 = Prototype(
 )
 
 
-
 def with_keep(proto: Prototype, keep: dict[str, int]) -> Prototype:
     """The entry with other orbits filled in its approximant."""
     return dataclasses.replace(

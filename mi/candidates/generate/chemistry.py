@@ -45,6 +45,18 @@ def _group_totals(states: tuple[int, ...], n: int, mixed: bool) -> frozenset[int
     return frozenset(totals)
 
 
+# A group of the cell's sites that takes one (mean) oxidation state: (element, role of its sites, number of
+# sites, the published sites it fills as (published element, its oxidation state, coordination, sites)). The
+# published sites only rank the neutral assignments; () ranks none above another.
+Published = tuple[tuple[str, float, int, int], ...]
+Group = tuple[str, str, int, Published]
+# Ranking keys are summed as one integer per assignment, level by level: valence-mixed sites, then the
+# departure from the published states, then the radius misfit; each level is counted in millionths and stays
+# far below the next level's unit.
+_LEVEL = 10**18
+_UNIT = 10**6
+
+
 @functools.lru_cache(maxsize=200_000)
 def charge_balanced(groups: tuple[tuple[str, str, int], ...]) -> bool:
     """Can the cell be neutral? `groups` holds (element, role of its site, number of sites).
@@ -53,13 +65,86 @@ def charge_balanced(groups: tuple[tuple[str, str, int], ...]) -> bool:
     one state (no P3+/P5+ mixes on a phosphate site). Counts are the sites of the cell being built, so a
     fractional mean state needs a cell big enough to hold it.
     """
-    totals = {0}
-    for symbol, role, n in groups:
-        states = oxidation_states(symbol, role)
-        if not states:
-            return False
-        totals = {t + g for t in totals for g in _group_totals(states, n, role == "redox")}
-    return 0 in totals
+    return balanced_states(tuple((symbol, role, n, ()) for symbol, role, n in groups)) is not None
+
+
+@functools.lru_cache(maxsize=200_000)
+def balanced_states(groups: tuple[Group, ...]) -> tuple[float, ...] | None:
+    """The (mean) oxidation state of every group in a neutral cell, or None where the cell cannot be neutral.
+
+    The rules are `charge_balanced`'s. Where several assignments are neutral, the one kept has, in this order:
+      1. the fewest sites in mixed valence (a redox group whose mean is none of its element's states): a
+         valence is mixed only where no single one balances, so LiNi0.5Mn1.5O4 is Ni2+/Mn4+ (not Ni3.5+ and
+         Mn3.5+ like the spinel's own Mn) and LiCrSb(PO4)3 Cr3+/Sb5+ (not Cr4+ beside Sb3+/Sb5+);
+      2. the smallest departure from the published states, sum over sites of |state - published state|: an
+         unsubstituted prototype keeps its own (LiMn2O4 Mn3.5+), the host of a substitution changes only as
+         much as the charge needs (V2+ beside S6+ in LiVSO4F);
+      3. the radii nearest the published ions', sum over sites of |r - r0| / r0 at the site's coordination
+         (Cr3+/Sb5+ over Cr5+/Sb3+ on NASICON's Zr4+ site, V2+/S6+ over V4+/S4+ in LiVSO4F: the tie-break
+         `site_radius` applies to one site);
+      4. the first found, trying the groups in order and each one's lower totals first.
+    """
+    options = []
+    for symbol, role, n, published in groups:
+        group = _group_options(symbol, role, n, published)
+        if not group:
+            return None
+        options.append(group)
+    # the charge the groups after each one can still bring: partial sums outside it cannot end neutral
+    low, high = [0] * (len(options) + 1), [0] * (len(options) + 1)
+    for i in range(len(options) - 1, -1, -1):
+        low[i], high[i] = low[i + 1] + options[i][0][0], high[i + 1] + options[i][-1][0]
+    best = {0: 0}  # charge of the groups so far -> the smallest rank key that reaches it
+    chosen: list[dict[int, int]] = []  # per group: charge reached -> the group's total on the best way there
+    for i, group in enumerate(options):
+        reached: dict[int, int] = {}
+        total_of: dict[int, int] = {}
+        floor, ceiling = -high[i + 1], -low[i + 1]
+        for charge, key in best.items():
+            for total, cost in group:
+                c = charge + total
+                if c < floor or c > ceiling:
+                    continue
+                old = reached.get(c)
+                if old is None or key + cost < old:
+                    reached[c] = key + cost
+                    total_of[c] = total
+        if not reached:
+            return None
+        chosen.append(total_of)
+        best = reached
+    totals = []
+    charge = 0
+    for total_of in reversed(chosen):
+        totals.append(total_of[charge])
+        charge -= totals[-1]
+    return tuple(total / n for total, (_, _, n, _) in zip(reversed(totals), groups))
+
+
+@functools.lru_cache(maxsize=None)
+def _group_options(symbol: str, role: str, n: int, published: Published) -> tuple[tuple[int, int], ...]:
+    """(total charge, rank key) for every total the group's n sites can carry (see `balanced_states`).
+
+    A framework cation on tetrahedral sites only (the P of a phosphate, the Si of a silicate, the S of a
+    sulfate) takes its highest state: a lone-pair state there (P3+, S4+, Sb3+) is a phosphite or sulfite, not
+    the tetrahedral oxo-anion the prototype is made of.
+    """
+    states = oxidation_states(symbol, role)
+    if role == "framework" and published and all(cn <= 4 for _, _, cn, _ in published):
+        states = states[-1:]
+    out = []
+    for total in sorted(_group_totals(states, n, role == "redox")):
+        mean = total / n
+        mixed = n if mean not in states else 0
+        departure = misfit = 0.0
+        for original, oxi, cn, count in published:
+            departure += count * abs(mean - oxi)
+            r0 = ionic_radius(original, float(oxi), cn)
+            r = r0 if symbol == original and mean == oxi else state_radius(symbol, mean, cn, role)
+            if r0:
+                misfit += count * (abs(r - r0) / r0 if r is not None else 1.0)
+        out.append((total, (mixed * _LEVEL + round(departure * _UNIT)) * _LEVEL + round(misfit * _UNIT)))
+    return tuple(out)
 
 
 def _shannon(symbol: str, oxi: int, cn: int) -> float | None:
@@ -96,6 +181,27 @@ def ionic_radius(symbol: str, oxi: float, cn: int) -> float | None:
     if r_lo is None or r_hi is None:
         return r_lo if r_hi is None else r_hi
     return r_lo + (oxi - lo) * (r_hi - r_lo)
+
+
+@functools.lru_cache(maxsize=None)
+def state_radius(symbol: str, oxi: float, cn: int, role: str) -> float | None:
+    """Radius of `symbol` at a (mean) oxidation state `oxi` on a site of `role`, coordination `cn`.
+
+    A state the role allows has its own radius (`ionic_radius`) or none. A mean between states (mixed valence)
+    is `ionic_radius`'s interpolation where both integer states around it have radii (Mn3.5+), otherwise
+    interpolated between the nearest allowed states with radii below and above (Sb4+ from Sb3+ and Sb5+).
+    """
+    states = oxidation_states(symbol, role)
+    lo, hi = math.floor(oxi), math.ceil(oxi)
+    if oxi in states or None not in (ionic_radius(symbol, float(lo), cn), ionic_radius(symbol, float(hi), cn)):
+        return ionic_radius(symbol, oxi, cn)
+    known = [(q, ionic_radius(symbol, float(q), cn)) for q in states]
+    below = [(q, r) for q, r in known if r is not None and q < oxi]
+    above = [(q, r) for q, r in known if r is not None and q > oxi]
+    if not below or not above:
+        return ionic_radius(symbol, oxi, cn)
+    (q0, r0), (q1, r1) = max(below), min(above)
+    return r0 + (oxi - q0) / (q1 - q0) * (r1 - r0)
 
 
 @functools.lru_cache(maxsize=None)

@@ -2,13 +2,16 @@
 
 One `PrototypeJob` becomes a lazy stream of `Generated` structures. Per combination of site species the
 stream checks, before any structure is built:
-  * charge balance over common oxidation states (mixed valence allowed, as in LiMn2O4);
-  * the ionic-radius tolerance: every substituent's Shannon radius (at the site's coordination, in the
-    oxidation state closest to the site's published one) within `radius_tolerance` of the original's;
+  * charge balance over common oxidation states (mixed valence allowed, as in LiMn2O4), which also fixes
+    the state of every element (`chemistry.balanced_states`: of the neutral assignments, the one nearest the
+    published states; Sb5+ beside Al3+ on NASICON's Zr4+ site, Fe2+ in tavorite LiFeSO4F);
+  * the ionic-radius tolerance: every substituent's Shannon radius (at the site's coordination, in that
+    state) within `radius_tolerance` of the original's;
 then scales the cell by the change in first-shell bond lengths (`volume_rule="bond_length"`, the default):
 for every cation-anion bond of the ordered prototype, the ratio of Shannon radius sums new over published,
 (r_cation' + r_anion') / (r_cation + r_anion), each radius at its site's coordination (a virtual or enumerated
-mixture: the fraction-weighted radius); the linear scale is the mean ratio over the bonds. Cell edges follow
+mixture: the fraction-weighted radius), each ion in its assigned state (the host too: V2+ in LiVSO4F made
+from LiVPO4F); the linear scale is the mean ratio over the bonds. Cell edges follow
 bond lengths, so this tracks published volumes better than the older rule kept as `volume_rule="ionic_volume"`
 (the cube root of the summed ionic volumes, r^3 over the sites, new over published), in which the large anions
 dominate: experiments/benchmarks/cell_volume.py compares both, and pymatgen's RLSVolumePredictor, with
@@ -31,11 +34,12 @@ import numpy as np
 from pymatgen.core import Composition, Lattice, Structure
 
 from mi.candidates.generate import enumeration
-from mi.candidates.generate.chemistry import charge_balanced, site_radius
+from mi.candidates.generate.chemistry import balanced_states, site_radius, state_radius
 from mi.candidates.generate.prototypes import Prototype, Site, get, ordered
 from mi.config import GenerateFilters, MixConfig, PrototypeJob
 
 Species = str | dict[str, float]  # an element, or a virtual mixture {element: fraction}
+States = dict[tuple[str, str], float]  # (element, role of its sites) -> (mean) oxidation state in the cell
 VolumeRule = Literal["bond_length", "ionic_volume"]
 VOLUME_RULES: tuple[str, ...] = ("bond_length", "ionic_volume")
 # A cation-anion pair this much longer than the sum of its Shannon radii still counts as a first-shell bond,
@@ -231,6 +235,7 @@ def substitute(
     virt_mixes = [(i, m) for i, m in enumerate(job.mix) if m.mode == "virtual"]
     option_lists = {i: _mix_options(m, sum(prim_counts[lb] for lb in mixes[i])) for i, m in enumerate(job.mix)}
     arrangement_cache: dict = {}
+    needs_states = filters.charge_balance or filters.radius_tolerance is not None or filters.rescale_volume
 
     for combo in itertools.product(*(opts for _, _, opts in keys)):
         element_of = {lb: sites[lb].species for lb in prim_counts}
@@ -245,7 +250,8 @@ def substitute(
             for i, _ in enumerate(job.mix):
                 for lb in mixes[i]:
                     mixture[lb] = dict(zip(species_of[i], ratio_of[i]))
-            problem = _check(proto, sites, prim_counts, element_of, mixture, filters)
+            states = _states(sites, prim_counts, element_of, mixture) if needs_states else None
+            problem = _check(sites, prim_counts, element_of, mixture, states, filters)
             if problem is not None:
                 kind, reason = problem
                 setattr(stats, kind, getattr(stats, kind) + 1)
@@ -254,9 +260,9 @@ def substitute(
             if not filters.rescale_volume:
                 scale = 1.0
             elif volume_rule == "bond_length":
-                scale = _bond_length_scale(proto.id, sites, element_of, mixture)
+                scale = _bond_length_scale(proto.id, sites, element_of, mixture, states)
             else:
-                scale = _ionic_volume_scale(sites, prim_counts, element_of, mixture)
+                scale = _ionic_volume_scale(sites, prim_counts, element_of, mixture, states)
             site_record = {lb: _species_at(lb, element_of, mixture) for lb in prim_counts}
             if virt_mixes:
                 # a virtual mixture is a composition-level candidate: the formula of the mixed cell, no structure
@@ -361,36 +367,56 @@ def _block_arrangements(counts: list[list[int]], perms: np.ndarray, limit: int) 
             return
 
 
+def _states(
+    sites: dict[str, Site], counts: Counter, element_of: dict[str, str], mixture: dict[str, dict[str, Fraction]]
+) -> States | None:
+    """The oxidation state of every (element, role) in the cell being built, or None if it cannot be neutral.
+
+    Counts are the sites of a cell that holds the mixtures' fractions (the primitive cell's, times the common
+    denominator of the fractions), so a fractional mean state needs a cell big enough to hold it. Each group
+    carries the published sites it fills, which rank the neutral assignments (`balanced_states`).
+    """
+    denominator = math.lcm(1, *(f.denominator for mix in mixture.values() for f in mix.values()))
+    groups: dict[tuple[str, str], dict[tuple[str, float, int], int]] = {}
+    for lb, n in counts.items():
+        site = sites[lb]
+        if lb in mixture:
+            parts = [(e, n * f.numerator * (denominator // f.denominator)) for e, f in mixture[lb].items()]
+        else:
+            parts = [(element_of[lb], n * denominator)]
+        published = (site.species, float(site.oxi), site.cn)
+        for e, m in parts:
+            if m:
+                filled = groups.setdefault((e, site.role), {})
+                filled[published] = filled.get(published, 0) + m
+    key = tuple(
+        (e, role, sum(filled.values()), tuple((*published, m) for published, m in sorted(filled.items())))
+        for (e, role), filled in sorted(groups.items())
+    )
+    means = balanced_states(key)
+    return None if means is None else {(e, role): q for (e, role, _, _), q in zip(key, means)}
+
+
 def _check(
-    proto: Prototype,
     sites: dict[str, Site],
     counts: Counter,
     element_of: dict[str, str],
     mixture: dict[str, dict[str, Fraction]],
+    states: States | None,
     filters: GenerateFilters,
 ) -> tuple[str, str] | None:
     """None if the combination passes the filters, else (stats field, reason)."""
-    if filters.charge_balance:
-        denominator = math.lcm(1, *(f.denominator for mix in mixture.values() for f in mix.values()))
-        groups: Counter = Counter()
-        for lb, n in counts.items():
-            role = sites[lb].role
-            if lb in mixture:
-                for e, f in mixture[lb].items():
-                    groups[(e, role)] += int(n * f * denominator)
-            else:
-                groups[(element_of[lb], role)] += n * denominator
-        if not charge_balanced(tuple(sorted((e, role, n) for (e, role), n in groups.items()))):
-            return "rejected_charge", "not charge balanced"
+    if filters.charge_balance and states is None:
+        return "rejected_charge", "not charge balanced"
     if filters.radius_tolerance is not None:
         for lb in counts:
             site = sites[lb]
             new = list(mixture[lb]) if lb in mixture else [element_of[lb]]
-            r0 = site_radius(site.species, float(site.oxi), site.cn, site.role, site.species)
+            r0 = _published_radius(site)
             for e in new:
-                if e == site.species:
+                if e == site.species:  # the filter judges substituents; a host in another state is not one
                     continue
-                r = site_radius(e, float(site.oxi), site.cn, site.role, site.species)
+                r = _ion_radius(site, e, states)
                 if r is None or r0 is None:
                     return "rejected_radius", f"no ionic radius for {e} on {lb}"
                 if abs(r - r0) / r0 > filters.radius_tolerance:
@@ -402,21 +428,42 @@ def _published_radius(site: Site) -> float | None:
     return site_radius(site.species, float(site.oxi), site.cn, site.role, site.species)
 
 
+def _ion_radius(site: Site, element: str, states: States | None) -> float | None:
+    """Radius of `element` on `site` in its assigned state; the published ion's own radius where the element
+    keeps the site's published state. Without a neutral assignment (charge balance off and none exists), the
+    state nearest the site's published one (`site_radius`)."""
+    oxi = None if states is None else states.get((element, site.role))
+    if oxi is None:
+        return site_radius(element, float(site.oxi), site.cn, site.role, site.species)
+    if element == site.species and math.isclose(oxi, site.oxi, abs_tol=1e-9):
+        return _published_radius(site)
+    return state_radius(element, oxi, site.cn, site.role)
+
+
 def _radius_on(
-    site: Site, r0: float, element_of: dict[str, str], mixture: dict[str, dict[str, Fraction]], power: int = 1
+    site: Site,
+    r0: float,
+    element_of: dict[str, str],
+    mixture: dict[str, dict[str, Fraction]],
+    states: States | None,
+    power: int = 1,
 ) -> float:
-    """Mean of r**power over what fills `site` (one element, or a mixture by fraction); an ion without a
-    Shannon radius counts with the published ion's, `r0`."""
+    """Mean of r**power over what fills `site` (one element, or a mixture by fraction), each in its assigned
+    state; an ion without a Shannon radius counts with the published ion's, `r0`."""
     parts = mixture[site.label].items() if site.label in mixture else [(element_of[site.label], Fraction(1))]
     total = 0.0
     for e, f in parts:
-        r = site_radius(e, float(site.oxi), site.cn, site.role, site.species)
+        r = _ion_radius(site, e, states)
         total += float(f) * (r if r is not None else r0) ** power
     return total
 
 
 def _ionic_volume_scale(
-    sites: dict[str, Site], counts: Counter, element_of: dict[str, str], mixture: dict[str, dict[str, Fraction]]
+    sites: dict[str, Site],
+    counts: Counter,
+    element_of: dict[str, str],
+    mixture: dict[str, dict[str, Fraction]],
+    states: States | None,
 ) -> float:
     """Linear scale factor: cube root of the ratio of summed ionic volumes (r^3), new over published."""
     new = old = 0.0
@@ -424,7 +471,7 @@ def _ionic_volume_scale(
         r0 = _published_radius(sites[lb])
         if r0 is None:
             continue
-        new += n * _radius_on(sites[lb], r0, element_of, mixture, power=3)
+        new += n * _radius_on(sites[lb], r0, element_of, mixture, states, power=3)
         old += n * r0**3
     return (new / old) ** (1.0 / 3.0) if old > 0 else 1.0
 
@@ -488,7 +535,11 @@ def first_shell(prototype_id: str) -> FirstShell:
 
 
 def _bond_length_scale(
-    prototype_id: str, sites: dict[str, Site], element_of: dict[str, str], mixture: dict[str, dict[str, Fraction]]
+    prototype_id: str,
+    sites: dict[str, Site],
+    element_of: dict[str, str],
+    mixture: dict[str, dict[str, Fraction]],
+    states: States | None,
 ) -> float:
     """Linear scale factor: mean over the prototype's first-shell bonds of the Shannon radius sum, new over
     published."""
@@ -496,7 +547,10 @@ def _bond_length_scale(
     if not len(shell.count):
         return 1.0
     new = np.array(
-        [_radius_on(sites[lb], r0, element_of, mixture) for lb, r0 in zip(shell.labels, shell.published.tolist())]
+        [
+            _radius_on(sites[lb], r0, element_of, mixture, states)
+            for lb, r0 in zip(shell.labels, shell.published.tolist())
+        ]
     )
     ratio = (new[shell.cation] + new[shell.anion]) / (shell.published[shell.cation] + shell.published[shell.anion])
     return float(shell.count @ ratio / shell.count.sum())
