@@ -589,3 +589,9 @@ def test_tetrahedral_framework_sites_keep_their_highest_state():
     job = {"prototype": "betaII_Li3VO4", "sites": {"M": ["Li", "Al"], "X": ["V", "P"]}}
     out, _ = gen(prototypes=[job], filters={"radius_tolerance": None})
     assert {g.composition.reduced_formula for g in out} == {f("Li3VO4"), f("Li3PO4")}
+
+
+def test_copper_on_the_working_ion_site_can_be_monovalent():
+    # delafossite-like CuMO2 needs Cu+ beside M3+; pymatgen's common states of Cu hold 2+ only
+    out, _ = gen(prototypes=[{"prototype": "layered_O3_LiCoO2", "sites": {"A": ["Cu"], "M": ["Ga", "Al", "Co"]}}])
+    assert {g.composition.reduced_formula for g in out} == {f("CuGaO2"), f("CuAlO2"), f("CuCoO2")}

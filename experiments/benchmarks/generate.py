@@ -9,12 +9,12 @@ resource.getrusage, which covers numpy and pymatgen as well as Python objects).
     python experiments/benchmarks/generate.py                 # the full run (several minutes on 2 cores)
     python experiments/benchmarks/generate.py --set generate.max_candidates=2000   # a quick look
 
-Latest full run (2026-11-30, 2 cores, one busy with another benchmark), with the Li3MX6 (Li3ErI6 frame),
-beta-Li3PS4 and Na3V2(PO4)3 families added, cells rescaled by first-shell bond lengths and radii read in the
-charge-balanced oxidation states: 110,443 generated from 154,502 combinations considered (117,672 rejected by
-charge balance, 4,231 by radius), 1,233 duplicates removed (dedupe ratio 0.011; the enumeration itself never
-repeats an ordering, the duplicates come from overlapping requests), 109,210 kept in 7 shards (100 MiB);
-109.1 s wall, 1,013 generated/s; peak RSS 326 MiB. (Before the new families, with a third of a core:
+Latest full run (2026-11-30, 2 cores), with the Li3MX6 (Li3ErI6 frame), beta-Li3PS4 and Na3V2(PO4)3 families
+added, cells rescaled by first-shell bond lengths, radii read in the charge-balanced oxidation states and Cu+
+allowed on working-ion sites: 110,681 generated from 154,502 combinations considered (117,293 rejected by
+charge balance, 4,430 by radius), 1,233 duplicates removed (dedupe ratio 0.011; the enumeration itself never
+repeats an ordering, the duplicates come from overlapping requests), 109,448 kept in 7 shards (101 MiB);
+110.6 s wall, 1,001 generated/s; peak RSS 326 MiB. (Before the new families, with a third of a core:
 110,415 generated, 462 s, 239/s, 332 MiB.)
 """
 

@@ -22,7 +22,8 @@ def oxidation_states(symbol: str, role: str) -> tuple[int, ...]:
     anion: the common negative states (no S-1 persulfides and the like). redox: the common positive states
     together with those seen in the ICSD (V3+, Ni3+, Ti3+ are only in the latter). working_ion and
     framework: the common positive states (so P stays 3+/5+ on a phosphate site, not the ICSD's P4+),
-    falling back to the ICSD's where an element has no common positive state.
+    falling back to the ICSD's where an element has no common positive state; a working ion also takes +1
+    where the ICSD knows it (Cu+ as in delafossite CuFeO2: pymatgen's common state of Cu is 2+ only).
     """
     el = Element(symbol)
     if role == "anion":
@@ -31,6 +32,8 @@ def oxidation_states(symbol: str, role: str) -> tuple[int, ...]:
     icsd = {q for q in el.icsd_oxidation_states if q > 0}
     if role == "redox":
         return tuple(sorted(common | icsd))
+    if role == "working_ion":
+        return tuple(sorted((common or icsd) | ({1} & icsd)))
     return tuple(sorted(common or icsd))
 
 
