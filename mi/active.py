@@ -84,7 +84,7 @@ def read_pool(cfg: LoopConfig) -> tuple[list[Candidate], list[Failure]]:
     from mi.models.datasets import load_dataset
 
     dataset_cfg = cfg.pool.dataset
-    dataset = load_dataset(dataset_cfg, cfg.resolve(dataset_cfg.path) if dataset_cfg.path else None)
+    dataset = load_dataset(dataset_cfg, cfg.resolve(dataset_cfg.path) if dataset_cfg.path else None, resolve=cfg.resolve)
     candidates, failures = dataset.candidates()
     return candidates, [*dataset.failures, *failures]
 

@@ -48,6 +48,10 @@ def _build_parser() -> argparse.ArgumentParser:
         "--resume", action="store_true",
         help="continue a killed run: reuse its complete shards (the --out folder, or the newest unfinished run)",
     )
+    p.add_argument(
+        "--overwrite", action="store_true",
+        help="replace the run held in the --out folder (without it, a folder holding another run is refused)",
+    )
     p.set_defaults(handler=_cmd_screen)
 
     p = sub.add_parser("validate", help="check an experiment config and exit")
@@ -59,6 +63,10 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", type=Path)
     _add_overrides(p)
     p.add_argument("--resume", action="store_true", help="continue from the run folder's resume.pt")
+    p.add_argument(
+        "--domain-only", action="store_true",
+        help="no training: fit the domain of applicability of the recipe's existing checkpoint and re-save it",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=_cmd_train)
 
@@ -140,9 +148,14 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     if isinstance(cfg.candidates.generate, str):  # a generator named by path is checked too
         load_generate_config(cfg.resolve(cfg.candidates.generate))
+    from mi.models.screen_models import check_models, model_refs
+
+    refs = check_models(model_refs(cfg))  # checkpoints readable, columns known, no column predicted twice
+    predicted = ", ".join(f"{r.key}: {', '.join(r.columns or ())}" for r in refs)
     print(
         f"{args.config}: valid screening config {cfg.name!r}: {len(cfg.candidates.sources)} source(s), "
         f"{len(cfg.ranking.objectives)} objective(s), {len(cfg.ranking.constraints)} constraint(s)"
+        + (f"; predicted columns {predicted}" if refs else "")
     )
     return EXIT_OK
 
@@ -154,7 +167,10 @@ def _cmd_screen(args: argparse.Namespace) -> int:
 
     overrides = [*args.overrides, *([f"execution.backend={args.backend}"] if args.backend else [])]
     cfg = load_config(args.config, overrides)
-    result = screen(cfg, out=args.out, strict=args.strict, progress=not args.no_progress, resume=args.resume)
+    result = screen(
+        cfg, out=args.out, strict=args.strict, progress=not args.no_progress, resume=args.resume,
+        overwrite=args.overwrite,
+    )
     ranked = result.ranked
     objectives = [o.column for o in cfg.ranking.objectives]
     columns = ["rank", "id", "formula", *dict.fromkeys(objectives), "score", "pareto_rank"]
@@ -167,14 +183,21 @@ def _cmd_screen(args: argparse.Namespace) -> int:
         f"read {counts.get('read', '?')}, failed {len(result.failures)}, ranked {len(ranked)}; "
         f"outputs in {result.run_dir}"
     )
+    if ranked.empty and result.failures and not counts.get("removed_by_constraints"):
+        print(f"error: every candidate failed; see {result.run_dir / 'failures.csv'}", file=sys.stderr)
+        return EXIT_FAILED
     return EXIT_OK
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from mi.config import load_train_config
-    from mi.models.train import train_from_config
+    from mi.models.train import domain_from_config, train_from_config
 
     cfg = load_train_config(args.config, args.overrides)
+    if args.domain_only:
+        path = domain_from_config(cfg)
+        print(f"domain of applicability written into {path}")
+        return EXIT_OK
     path = train_from_config(cfg, progress=not args.no_progress, resume=args.resume)
     print(f"checkpoint written to {path}")
     return EXIT_OK
@@ -228,6 +251,19 @@ def format_card(card: dict) -> str:
     for key in ("description", "source", "provenance", "license", "attribution"):
         if dataset.get(key):
             lines.append(f"  {key + ':':<12} {dataset[key]}")
+    for key in ("description", "data", "licence", "attribution"):  # the recipe's card (TrainRunConfig.card)
+        if training.get(key):
+            lines.append(f"{key:<12} {training[key]}")
+    domain = card.get("domain")
+    if domain:
+        lines.append(
+            f"domain       {domain['space']}, {domain['n_train']} training rows, {domain['elements_seen']} elements "
+            f"(fewer than {domain['min_element_rows']} rows: {', '.join(domain['rare_elements']) or 'none'}); "
+            f"out beyond the p{domain['percentile']:g} distance {domain['distance_threshold']} or std "
+            + ", ".join(f"{k} {v}" for k, v in domain["std_threshold"].items())
+        )
+    else:
+        lines.append("domain       none recorded: predictions are not flagged (mi train --domain-only adds one)")
     def flat(value) -> str:
         if isinstance(value, dict):
             return ", ".join(f"{k}=({flat(v)})" if isinstance(v, dict) else f"{k}={flat(v)}" for k, v in value.items())

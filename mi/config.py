@@ -194,11 +194,28 @@ class CandidatesConfig(_Frozen):
     min_distance_A: float = Field(0.5, gt=0, description="closer sites count as overlapping atoms")
     min_volume_per_atom_A3: float = Field(1.0, gt=0, description="smaller cells count as collapsed")
     max_atoms: int = Field(2000, gt=0, description="larger cells are reported, not screened")
+    species: list[str] | dict[str, list[str]] | None = Field(
+        None,
+        description="element symbols of VASP 4 POSCARs (no element line), in the order of their counts: one list "
+        "for every such file, or a mapping file-name glob -> list; a POTCAR beside the file is read first",
+    )
 
     @field_validator("sources", mode="before")
     @classmethod
     def _one_source_is_a_list(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
+
+    @field_validator("species")
+    @classmethod
+    def _species_are_elements(cls, value: Any) -> Any:
+        from pymatgen.core import Element
+
+        lists = value.values() if isinstance(value, dict) else [value] if value is not None else []
+        for symbols in lists:
+            bad = [s for s in symbols if not Element.is_valid_symbol(s)]
+            if bad or not symbols:
+                raise ValueError(f"not element symbols: {bad or symbols}")
+        return value
 
     @model_validator(mode="after")
     def _needs_candidates(self) -> CandidatesConfig:
@@ -263,12 +280,14 @@ class DatasetConfig(_Frozen):
     * ``obelix``: OBELiX-format data, a folder with ``train.csv`` (or the CSV itself) and ``train_cifs/``;
     * ``materials_project``: the Materials Project summary endpoint via ``mp-api`` (extra ``mp``; the API
       key comes from ``MP_API_KEY``);
-    * ``matbench``: a Matbench task via matminer (downloads on first use).
+    * ``matbench``: a Matbench task via matminer (downloads on first use);
+    * ``concat``: the rows of several datasets (``parts``) stacked, one column per target of any part (NaN
+      where a part lacks it), so one multi-task model learns from tables that label different rows.
     """
 
-    kind: Literal["pymatgen_exp_formation_enthalpy", "table", "csv", "obelix", "materials_project", "matbench"] = (
-        "pymatgen_exp_formation_enthalpy"
-    )
+    kind: Literal[
+        "pymatgen_exp_formation_enthalpy", "table", "csv", "obelix", "materials_project", "matbench", "concat"
+    ] = "pymatgen_exp_formation_enthalpy"
     path: str | None = Field(None, description="table / obelix: the file or folder; relative to the config file")
     formula_column: str = "formula"
     structure_column: str | None = Field(
@@ -284,9 +303,12 @@ class DatasetConfig(_Frozen):
     )
     name: str | None = Field(None, description="matbench: the task, e.g. matbench_mp_e_form")
     limit: int | None = Field(None, ge=1, description="keep only the first N rows (quick runs)")
+    parts: list[DatasetConfig] = Field(default_factory=list, description="concat: the datasets to stack")
 
     @model_validator(mode="after")
     def _complete(self) -> DatasetConfig:
+        if (self.kind == "concat") != bool(self.parts):
+            raise ValueError("'parts' (a list of datasets) goes with kind: concat, and concat needs parts")
         if self.kind in ("table", "csv") and (self.path is None or not self.targets):
             raise ValueError(f"a {self.kind} dataset needs 'path' and at least one entry in 'targets'")
         if self.kind == "obelix" and self.path is None:
@@ -421,6 +443,9 @@ class ModelConfig(_Frozen):
     checkpoint: str | None = None
     train: TrainConfig | None = None
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    columns: list[str] | None = Field(
+        None, description="contribute only these targets of the model (another model predicts the rest)"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -449,14 +474,22 @@ class SupplyConfig(_Frozen):
         50.0, ge=0, le=100, description="FEOC exposure: an element whose China refining share exceeds this"
     )
     crma_top_country_pct: float = Field(
-        65.0, ge=0, le=100, description="CRMA benchmark: no more than 65% from one third country (Art. 5)"
+        65.0, ge=0, le=100,
+        description="CRMA benchmark: no more than 65% from one third country (Art. 5), at mining or at refining",
     )
 
 
-# Calculator groups (mi.properties.CALCULATORS and DERIVED); 'energy' and 'stability_window' use table
-# columns (voltage, formation enthalpy), so they run after the surrogate.
+class DemandConfig(_Frozen):
+    """The market scenario of the 'demand' calculator (`mi.properties.demand`)."""
+
+    twh_per_year: float = Field(5.5, gt=0, description="battery demand, TWh a year (5.5: the 2035 scale)")
+    share: float = Field(1.0, gt=0, le=1, description="share of that market the chemistry would supply")
+
+
+# Calculator groups (mi.properties.CALCULATORS and DERIVED); 'energy', 'demand' and 'stability_window' use
+# table columns (voltage, specific energy, formation enthalpy), so they run after the surrogate.
 CalculatorName = Literal[
-    "density", "capacity", "cost", "supply", "co2", "circularity", "energy", "stability_window"
+    "density", "capacity", "cost", "supply", "co2", "circularity", "energy", "demand", "stability_window"
 ]
 
 
@@ -474,12 +507,25 @@ class PropertiesConfig(_Frozen):
     voltage_source: Literal["model", "oracle"] = Field(
         "model", description="'energy' reads voltage_V (the surrogate) or oracle_voltage_V (the oracle)"
     )
+    voltage_column: str | None = Field(
+        None, description="the column 'energy' reads the voltage from (default: by voltage_source)"
+    )
+    formation_energy_column: str = Field(
+        "formation_enthalpy_eV_atom",
+        description="the column 'stability_window' reads the formation energy per atom from (a model's target)",
+    )
     supply: SupplyConfig = Field(default_factory=SupplyConfig)
+    demand: DemandConfig = Field(default_factory=DemandConfig)
 
     @model_validator(mode="after")
     def _energy_needs_capacity(self) -> PropertiesConfig:
         if "energy" in self.calculators and "capacity" not in self.calculators:
             raise ValueError("calculator 'energy' needs 'capacity' in the same list (energy = capacity x voltage)")
+        if "demand" in self.calculators and "energy" not in self.calculators:
+            raise ValueError(
+                "calculator 'demand' needs 'energy' (and 'capacity') in the same list (kg per kWh = mass fraction / "
+                "specific energy)"
+            )
         return self
 
 
@@ -535,6 +581,11 @@ class RankingConfig(_Frozen):
         None, ge=0, description="adds ucb_score: the score of mean + kappa * std (optimistic, for exploration)"
     )
     sort_by: Literal["score", "ucb_score"] = "score"
+    out_of_domain: Literal["penalize", "drop", "keep"] = Field(
+        "penalize",
+        description="a predicted objective value outside its model's domain (<column>_in_domain false): scored "
+        "as the worst (penalize), the row removed (drop), or used as it is (keep)",
+    )
 
     @model_validator(mode="after")
     def _ucb_needs_kappa(self) -> RankingConfig:
@@ -562,7 +613,8 @@ class ExecutionConfig(_Frozen):
     backend: Literal["local", "ray"] = Field("local", description="local: this machine; ray: a Ray cluster")
     chunk_size: int = Field(10_000, ge=1, description="candidates per chunk (one task, one Parquet shard)")
     workers: int | Literal["auto"] = Field(
-        1, description="local: processes screening chunks (1 = in this process; auto = one per core, at most 8); "
+        "auto", description="local: processes screening chunks (1 = in this process; auto = one per core, at most "
+        "8, in this process when there is one chunk only); "
         "ray: chunks in flight at once (auto = the cluster's CPUs)"
     )
     address: str | None = Field(
@@ -589,13 +641,29 @@ class ScreenConfig(_Frozen):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     candidates: CandidatesConfig
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
-    model: ModelConfig = Field(default_factory=ModelConfig)
+    model: ModelConfig | None = None
+    models: list[ModelConfig] = Field(
+        default_factory=list, description="more surrogates beside 'model', each contributing its columns"
+    )
     properties: PropertiesConfig = Field(default_factory=PropertiesConfig)
     ranking: RankingConfig
     export: ExportConfig = Field(default_factory=ExportConfig)
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
     # The folder relative paths are resolved against; set by the loader, never read from YAML.
     base_dir: str = Field(".", exclude=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_model(cls, data: Any) -> Any:
+        # Neither 'model' nor 'models': the embedded default model (ModelConfig's default checkpoint).
+        if isinstance(data, dict) and data.get("model") is None and not data.get("models"):
+            return {**data, "model": {}}
+        return data
+
+    def model_entries(self) -> list[tuple[str, ModelConfig]]:
+        """(config key path, entry) of every surrogate: 'model' first, then 'models[i]'."""
+        entries = [("model", self.model)] if self.model is not None else []
+        return entries + [(f"models[{i}]", m) for i, m in enumerate(self.models)]
 
     def resolve(self, path: str) -> Path:
         """A path from the config, resolved against the config file's folder."""
@@ -615,6 +683,10 @@ class TrainRunConfig(_Frozen):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     train: TrainConfig = Field(default_factory=TrainConfig)
     checkpoint: str = Field(description="output path of the checkpoint; relative to the config file")
+    card: dict[str, str] = Field(
+        default_factory=dict,
+        description="written into the checkpoint's card (mi info): description, licence, attribution of the data",
+    )
     run_dir: str | None = Field(
         None, description="metrics.csv, resume.pt and the resolved config (default: <checkpoint>.run/ beside it)"
     )

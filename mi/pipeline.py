@@ -20,6 +20,7 @@ from mi import __version__
 from mi.candidates import Candidate, Failure, sha256_file
 from mi.config import ScreenConfig
 from mi.errors import InputError
+from mi.export.rundir import releases_run_locks
 
 log = logging.getLogger(__name__)
 
@@ -44,39 +45,49 @@ def resolved_config_yaml(cfg: ScreenConfig) -> str:
     data["candidates"]["sources"] = [str(cfg.resolve(s).resolve()) for s in cfg.candidates.sources]
     if isinstance(cfg.candidates.generate, str):
         data["candidates"]["generate"] = str(cfg.resolve(cfg.candidates.generate).resolve())
-    if cfg.model.checkpoint and not cfg.model.checkpoint.startswith("builtin:"):
-        data["model"]["checkpoint"] = str(cfg.resolve(cfg.model.checkpoint).resolve())
+    for key, entry in cfg.model_entries():
+        out = data["model"] if key == "model" else data["models"][int(key[7:-1])]
+        if entry.checkpoint and not entry.checkpoint.startswith("builtin:"):
+            out["checkpoint"] = str(cfg.resolve(entry.checkpoint).resolve())
+        if entry.train and entry.train.dataset.path:
+            out["train"]["dataset"]["path"] = str(cfg.resolve(entry.train.dataset.path).resolve())
     if cfg.properties.element_table:
         data["properties"]["element_table"] = str(cfg.resolve(cfg.properties.element_table).resolve())
-    if cfg.model.train and cfg.model.train.dataset.path:
-        data["model"]["train"]["dataset"]["path"] = str(cfg.resolve(cfg.model.train.dataset.path).resolve())
     data["export"]["out_dir"] = str(cfg.resolve(cfg.export.out_dir).resolve())
     import yaml
 
     return yaml.safe_dump(data, sort_keys=False)
 
 
-def _load_surrogate(cfg: ScreenConfig, run_dir: Path):
-    """The configured surrogate, a label for its checkpoint, and the checkpoint's sha256."""
-    from mi.models.checkpoint import file_sha256, load_checkpoint, save_checkpoint
+def _train_recipe(cfg: ScreenConfig, key: str, recipe, path: Path) -> Path:
+    """A model entry that names a training recipe: trained as `mi train` would, saved to `path`."""
+    from mi.models.checkpoint import save_checkpoint
+    from mi.models.datasets import load_dataset
+    from mi.models.train import train
 
-    if cfg.model.train is not None:
-        from mi.models.datasets import load_dataset
-        from mi.models.train import train
+    dataset_cfg = recipe.dataset
+    dataset = load_dataset(dataset_cfg, cfg.resolve(dataset_cfg.path) if dataset_cfg.path else None, resolve=cfg.resolve)
+    log.info("training the surrogate of %s on %d rows (%s.train)", key, len(dataset.frame), key)
+    surrogate, _ = train(recipe, dataset, run_dir=path.with_suffix(".train"))
+    return save_checkpoint(surrogate, path)
 
-        dataset_cfg = cfg.model.train.dataset
-        dataset = load_dataset(dataset_cfg, cfg.resolve(dataset_cfg.path) if dataset_cfg.path else None)
-        log.info("training the surrogate on %d rows (model.train)", len(dataset.frame))
-        surrogate, _ = train(cfg.model.train, dataset, run_dir=run_dir / "train")
-        path = save_checkpoint(surrogate, run_dir / "model.pt")
-        return load_checkpoint(path), str(path), file_sha256(path)
-    spec = cfg.model.checkpoint
-    assert spec is not None  # the config guarantees one of checkpoint/train
-    label = spec if spec.startswith("builtin:") else str(cfg.resolve(spec))
-    surrogate = load_checkpoint(label)
-    from mi.models.checkpoint import checkpoint_card
 
-    return surrogate, label, checkpoint_card(label)["sha256"]
+def _model_refs(cfg: ScreenConfig, run_dir: Path):
+    """Every surrogate of the screen as a checked checkpoint reference (`mi.models.screen_models`): recipes
+    are trained first into the run folder; clashing or unknown columns are config errors."""
+    from mi.models.screen_models import ModelRef, check_models
+
+    refs = []
+    for key, entry in cfg.model_entries():
+        columns = tuple(entry.columns) if entry.columns is not None else None
+        if entry.train is not None:
+            name = "model.pt" if key == "model" else key.replace("[", "-").replace("]", "") + ".pt"
+            label = str(_train_recipe(cfg, key, entry.train, run_dir / name))
+        else:
+            spec = entry.checkpoint
+            label = spec if spec.startswith("builtin:") else str(cfg.resolve(spec).resolve())
+        refs.append(ModelRef(key, label, entry.device, columns))
+    return check_models(refs)
 
 
 def _strict_check(strict: bool, failures: list[Failure]) -> None:
@@ -98,13 +109,14 @@ def _plan(cfg: ScreenConfig) -> dict:
         "screen_hash": "sha256:" + hashlib.sha256(payload.encode()).hexdigest(),
         "chunk_size": cfg.execution.chunk_size,
     }
-    spec = cfg.model.checkpoint
-    if spec is not None:
-        # the checkpoint's bytes, not its path: a model retrained in place must not mix with the shards
+    from mi.models.screen_models import model_refs
+
+    refs = model_refs(cfg)
+    if refs:
+        # the checkpoints' bytes, not their paths: a model retrained in place must not mix with the shards
         from mi.models.checkpoint import checkpoint_card
 
-        label = spec if spec.startswith("builtin:") else str(cfg.resolve(spec))
-        plan["checkpoint_sha256"] = checkpoint_card(label)["sha256"]
+        plan["checkpoint_sha256"] = ",".join(checkpoint_card(r.label)["sha256"] for r in refs)
     return plan
 
 
@@ -141,6 +153,7 @@ def _generator_hashes(cfg: ScreenConfig) -> dict[str, str]:
     return {"generate:inline": "sha256:" + generator_fingerprint(generate)}
 
 
+@releases_run_locks  # the run folder's lock, taken by open_run_dir, goes when the screen ends
 def screen(
     cfg: ScreenConfig,
     *,
@@ -148,12 +161,14 @@ def screen(
     strict: bool = False,
     progress: bool = True,
     resume: bool = False,
+    overwrite: bool = False,
 ) -> ScreenResult:
     """Run a screening from a validated config and write its run directory.
 
     Candidates stream through the row-wise stages in chunks of ``execution.chunk_size`` on the configured
     backend (`mi.execution`); each chunk's kept rows go to a Parquet shard in ``<run>/shards/``, and the
     ranking is merged from the shards. With `resume`, shards that a killed run completed are reused.
+    An `out` folder holding another run is refused unless `overwrite` or `resume` (`open_run_dir`).
     """
     from mi.candidates.stream import CandidateStream, chunked
     from mi.data import load_element_facts
@@ -162,12 +177,14 @@ def screen(
     from mi.execution.shards import complete_shard, record_failures, shard_files, start_shards, write_shard
     from mi.export.rundir import (
         build_manifest,
-        new_run_dir,
-        prepare_out_dir,
+        empty_ranked,
+        open_run_dir,
         write_config,
+        write_empty_outputs,
         write_failures,
         write_manifest,
         write_ranked,
+        write_removed,
         write_top_cifs,
     )
 
@@ -176,11 +193,10 @@ def screen(
     execution = cfg.execution
     if resume and out is None:
         out = _resume_dir(cfg)
-    if out is not None:
-        run_dir = prepare_out_dir(Path(out))
-    else:
-        run_dir = new_run_dir(cfg.resolve(cfg.export.out_dir), cfg.name)
-    # A manifest from the start marks the folder as an mi run, so a crashed run's --out can be reused.
+    run_dir, run_notes = open_run_dir(
+        out, out_dir=cfg.resolve(cfg.export.out_dir), name=cfg.name, overwrite=overwrite, resume=resume
+    )
+    # A manifest from the start marks the folder as an mi run, so a crashed run can be resumed or overwritten.
     write_manifest(run_dir, {"mi_version": __version__, "status": "running", "started_at": started})
     write_config(run_dir, resolved_config_yaml(cfg))
     start_shards(run_dir, _plan(cfg), resume)
@@ -195,11 +211,10 @@ def screen(
     def surrogate():
         # Loaded at the first chunk: a run without candidates fails before any model work, as before.
         if not loaded:
-            model, label, digest = _load_surrogate(cfg, run_dir)
-            from mi.models.device import resolve_device
+            from mi.models.screen_models import ScreenModels
 
-            model.to(resolve_device(cfg.model.device))  # checkpoints load on the CPU; predict where configured
-            loaded.update(model=model, label=label, hash=digest)
+            refs = _model_refs(cfg, run_dir)
+            loaded.update(models=ScreenModels.load(refs), refs=tuple(refs))
         return loaded
 
     records: dict[int, dict] = {}
@@ -227,13 +242,13 @@ def screen(
             first = next(jobs, None)
             if first is None:
                 return
-            label, device = surrogate()["label"], cfg.model.device
+            refs = surrogate()["refs"]
 
             def chained():
                 yield first
                 yield from jobs
 
-            yield from run_ray(chained(), cfg, (label, device))
+            yield from run_ray(chained(), cfg, refs)
         else:
             from mi.execution.local import run_local
 
@@ -247,8 +262,8 @@ def screen(
                 yield from jobs
 
             yield from run_local(
-                chained(), cfg, surrogate()["model"], (surrogate()["label"], cfg.model.device),
-                workers=execution.workers, progress=progress and execution.workers == 1,
+                chained(), cfg, surrogate()["models"], surrogate()["refs"],
+                workers=execution.workers, progress=progress and execution.workers in (1, "auto"),
             )
 
     for result in results():
@@ -259,10 +274,10 @@ def screen(
             _strict_check(True, property_failures)
     failures = stream.finish()
     read_failures = len(failures)
-    counts.update({"read": stream.read, "failed_to_read": read_failures})
-    log.info("read %d candidates from %d files (%d failures)", stream.read, len(files), read_failures)
+    counts.update({"read": stream.read, "failed_to_read": read_failures, **stream.summary()})
+    log.info("%s", stream.summary_line())
     indices = sorted(records)
-    feature_failures, property_failures, notes = [], [], []
+    feature_failures, property_failures, notes = [], [], [*run_notes, *stream.notes]
     totals = {"features_computed": 0, "features_from_cache": 0, "featurized": 0, "rows": 0, "after_constraints": 0}
     removed: dict[str, int] = {}
     for i in indices:
@@ -287,12 +302,12 @@ def screen(
 
     def finish(ranked: pd.DataFrame, notes: list[str], status: str = "complete") -> dict:
         write_failures(run_dir, failures)
-        checkpoint = (loaded["label"], loaded["hash"]) if loaded else None
+        refs = loaded.get("refs", ())
         manifest = build_manifest(
             config_hash=cfg.hash(),
             input_hashes={**{str(p.resolve()): sha256_file(p) for p in files}, **_generator_hashes(cfg)},
-            checkpoint=checkpoint[0] if checkpoint else None,
-            checkpoint_hash=checkpoint[1] if checkpoint else None,
+            checkpoint=refs[0].label if refs else None,
+            checkpoint_hash=refs[0].sha256 if refs else None,
             started=started,
             ended=_now(),
             counts={**counts, "failed": len(failures), "ranked": len(ranked)},
@@ -302,13 +317,18 @@ def screen(
                 "wall_time_s": round(time.perf_counter() - t0, 2),
                 "run_dir": str(run_dir),
                 "execution": execution.model_dump(mode="json"),
+                "checkpoints": [
+                    {"key": r.key, "checkpoint": r.label, "sha256": r.sha256, "columns": list(r.columns or ())}
+                    for r in refs
+                ],
             },
         )
         write_manifest(run_dir, manifest)
         return manifest
 
     if stream.read == 0:
-        finish(pd.DataFrame(), ["no usable candidates"], status="failed")
+        write_empty_outputs(run_dir, cfg.export.write_json)
+        finish(pd.DataFrame(), [*notes, "no usable candidates"], status="failed")
         raise InputError(
             f"no usable candidates in candidates.sources ({len(failures)} failures, see {run_dir / 'failures.csv'})"
         )
@@ -319,11 +339,15 @@ def screen(
 
     # 2. one ranking, merged from the shards
     shards = shard_files(run_dir, indices)
-    ranked, summary = merge_shards(
-        shards, cfg.ranking, rows=totals["after_constraints"], max_rows_in_memory=execution.max_rows_in_memory
-    )
+    if totals["rows"] == 0:  # every chunk failed: nothing to rank, but every file is still written
+        ranked, summary = empty_ranked(), {}
+    else:
+        ranked, summary = merge_shards(
+            shards, cfg.ranking, rows=totals["after_constraints"], max_rows_in_memory=execution.max_rows_in_memory
+        )
     summary["removed"], summary["rows_in"] = removed, totals["rows"]
-    counts.update({"featurized": totals["featurized"], "after_constraints": totals["after_constraints"]})
+    counts.update({"featurized": totals["featurized"], "after_constraints": totals["after_constraints"],
+                   "removed_by_constraints": sum(removed.values())})
     notes = [*notes, *(f"constraint {k} removed {v} candidates" for k, v in removed.items())]
     notes = [*notes, *summary.get("skipped", [])]
     if summary.get("streamed"):
@@ -333,12 +357,25 @@ def screen(
             f"({summary['front_size']} rows), with their global ranks"
         )
 
+    from mi.ranking.domain import out_of_domain_summary
+
+    same_rows: dict[tuple, list[str]] = {}  # columns derived from one prediction share its flags: one note
+    for column, ids in out_of_domain_summary(ranked).items():
+        same_rows.setdefault(tuple(ids), []).append(column)
+    for ids, columns in same_rows.items():
+        shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+        notes.append(
+            f"{', '.join(columns)}: {len(ids)} ranked rows outside their model's domain ({shown}); "
+            f"ranking.out_of_domain: {cfg.ranking.out_of_domain}"
+        )
+
     # 3. export
-    predicted = surrogate()["model"].targets
+    predicted = surrogate()["models"].targets
     element_table = (
         load_element_facts(cfg.resolve(cfg.properties.element_table)) if cfg.properties.element_table else None
     )
     write_ranked(run_dir, ranked, predicted, cfg.export.write_json)
+    write_removed(run_dir, (records[i] for i in indices))
     if cfg.export.top_cif:
         top_ids = set(ranked["id"].astype(str).head(cfg.ranking.top_k)) if len(ranked) else set()
         structures = structures_of(shards, top_ids)
@@ -349,7 +386,7 @@ def screen(
 
         failures += export_report(
             run_dir, ranked, cfg, element_table=element_table, notes=notes, summary=summary, counts=counts,
-            failures=failures,
+            failures=failures, models=surrogate()["models"].cards(),
         )
     manifest = finish(ranked, notes)
     return ScreenResult(run_dir=run_dir, ranked=ranked, failures=failures, manifest=manifest, predicted=predicted)

@@ -7,7 +7,11 @@ what must happen to it:
 * ``fail``: the reader or a later stage reports it in failures.csv, naming the file and record;
 * ``ok``: valid input in an unusual form, which must screen exactly like the good structure it is a twin of
   (``twin``): left-handed lattices (a valid choice of axes: the same crystal), a POSCAR whose negative scale
-  gives the volume, a UTF-16 file with a byte-order mark, a UTF-8 BOM.
+  gives the volume, a UTF-16 file with a byte-order mark, a UTF-8 BOM; and files as real workflows write
+  them: selective dynamics, CONTCAR velocities, VASP 4 with a POTCAR beside it, gzip/bzip2/xz-compressed
+  files, Windows line endings, a ``data_global`` block, symmetrised CIFs with uncertainties ``5.708(4)``.
+  Valid oddities without a twin (under ``oddities/``) must read as the ``formula`` a chemist expects:
+  oxidation-state labels ``Fe2+``, hydrate dots, Unicode subscripts, full-width letters.
 
 Cases are built so that the expected outcome is certain by construction: a truncated file loses at least
 one whole atom row (CIFs carry ``_chemical_formula_sum``, against which the reader checks the sites), a
@@ -16,7 +20,10 @@ garbled number gets a character no number can hold. Run ``python tests/malformed
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import json
+import lzma
 import random
 import re
 import sys
@@ -24,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from pymatgen.core import Lattice, Structure
+from pymatgen.core import Composition, Lattice, Structure
 from pymatgen.io.cif import CifWriter
 from pymatgen.io.vasp import Poscar
 
@@ -39,6 +46,7 @@ class Case:
     kind: str
     expect: str = "fail"  # "fail" or "ok"
     twin: str | None = None  # for "ok": the id of the good structure it must screen like
+    formula: str | None = None  # for "ok" without a twin: the reduced formula it must read as
 
 
 def good_structures(good_dir: Path) -> dict[str, Structure]:
@@ -99,11 +107,12 @@ def write_corpus(root: Path, good_dir: Path, seed: int = 0) -> list[Case]:
     goods = good_structures(good_dir)
     cases: list[Case] = []
 
-    def put(name: str, data: bytes | str, kind: str, expect: str = "fail", twin: str | None = None, record=None):
+    def put(name: str, data: bytes | str, kind: str, expect: str = "fail", twin: str | None = None, record=None,
+            formula: str | None = None):
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data.encode() if isinstance(data, str) else data)
-        cases.append(Case(name, record, kind, expect, twin))
+        cases.append(Case(name, record, kind, expect, twin, formula))
 
     some = list(goods)[:4]  # enough for the per-structure variants that need no more
 
@@ -360,7 +369,97 @@ def write_corpus(root: Path, good_dir: Path, seed: int = 0) -> list[Case]:
     put("records/broken_frames.extxyz", "".join(frames), "broken extxyz frames")
     cases.pop()
     cases += [Case("records/broken_frames.extxyz", str(i), "broken extxyz frame") for i in range(len(frames))]
+
+    _real_world(root, goods, some, rng, put, cases)
     return cases
+
+
+def vasp4_poscar(s: Structure, symbols_after: bool = False) -> str:
+    """A VASP 4 POSCAR: no element line, and (unless `symbols_after`) no symbols after the coordinates."""
+    rows = _poscar(s).split("\n")
+    del rows[5]
+    if not symbols_after:
+        rows = [" ".join(r.split()[:3]) if i > 6 and r.strip() else r for i, r in enumerate(rows)]
+    return "\n".join(rows)
+
+
+def potcar_text(symbols: list[str]) -> str:
+    """The lines of a POTCAR that name its species (the rest of a real one is data mi does not read)."""
+    return "".join(
+        f"  PAW_PBE {el} 08Apr2002\n   VRHFIN ={el}: s p\n   TITEL  = PAW_PBE {el} 08Apr2002\n End of Dataset\n"
+        for el in symbols
+    )
+
+
+_DATA_GLOBAL = """data_global
+_journal_name_full 'Journal of Battery Materials'
+_journal_year 2024
+loop_
+ _publ_author_name
+ 'Doe, J.'
+ 'Roe, R.'
+
+"""
+
+
+def _real_world(root: Path, goods, some, rng: random.Random, put, cases: list[Case]) -> None:
+    """14. Files as VASP, ASE, journals and databases write them (issue 14)."""
+    compressors = {".gz": gzip.compress, ".bz2": bz2.compress, ".xz": lzma.compress}
+    for sid in some:
+        s = goods[sid]
+        symbols = [el.symbol for el in s.composition.elements]
+        flags = [[bool(rng.getrandbits(1)) for _ in range(3)] for _ in s]
+        put(f"twins/seldyn_{sid}.vasp", Poscar(s, selective_dynamics=flags).get_str(), "selective dynamics", "ok", sid)
+        velocities = [[rng.uniform(-0.01, 0.01) for _ in range(3)] for _ in s]
+        put(f"twins/contcar_{sid}/CONTCAR", Poscar(s, velocities=velocities).get_str(), "CONTCAR velocities", "ok", sid)
+        vasp4 = vasp4_poscar(s)
+        put(f"twins/vasp4_{sid}/POSCAR", vasp4, "VASP 4 with POTCAR", "ok", sid)
+        (root / f"twins/vasp4_{sid}/POTCAR").write_text(potcar_text(Poscar(s).site_symbols))
+        put(f"twins/vasp4sym_{sid}.vasp", vasp4_poscar(s, symbols_after=True),
+            "VASP 4 with symbols after coordinates", "ok", sid)
+        cif = str(CifWriter(s))
+        for suffix, text, ext in ((".gz", cif, ".cif"), (".bz2", _poscar(s), ".vasp"), (".xz", _extxyz(s), ".extxyz"),
+                                  (".gz", json.dumps(s.as_dict()), ".json")):
+            packed = compressors[suffix](text.encode())
+            put(f"twins/packed_{sid}_{ext[1:]}{ext}{suffix}", packed, "compressed", "ok", sid)
+        put(f"twins/crlf_{sid}.cif", cif.replace("\n", "\r\n"), "CRLF line endings", "ok", sid)
+        put(f"twins/crlf_{sid}_vasp.vasp", _poscar(s).replace("\n", "\r\n"), "CRLF line endings", "ok", sid)
+        put(f"twins/global_{sid}.cif", _DATA_GLOBAL + cif, "data_global block", "ok", sid)
+        symmetrised = str(CifWriter(s, symprec=0.01))
+        esd = re.sub(r"(_cell_length_[abc]\s+)(\d+\.\d+)", r"\1\g<2>(4)", symmetrised)
+        put(f"twins/esd_{sid}.cif", esd, "symmetrised CIF with uncertainties", "ok", sid)
+
+        # the same files, broken
+        put(f"realworld/vasp4_nospecies_{sid}.vasp", vasp4, "VASP 4 without species")
+        put(f"realworld/potcar_mismatch_{sid}/POSCAR", vasp4, "VASP 4 with a POTCAR of other species")
+        (root / f"realworld/potcar_mismatch_{sid}/POTCAR").write_text(potcar_text([*symbols, "Zr"]))
+        packed = gzip.compress(cif.encode())
+        put(f"realworld/damaged_{sid}.cif.gz", packed[: len(packed) // 2], "damaged compressed file")
+        put(f"realworld/not_gzip_{sid}.cif.gz", cif, "damaged compressed file")
+        put(f"realworld/global_only_{sid}.cif", _DATA_GLOBAL, "data_global block only")
+    put("realworld/junk.vasp.xz", bytes(rng.getrandbits(8) for _ in range(300)), "damaged compressed file")
+    bad = ["CuSO4·xH2O", "LiFePO4·", "Li₂O²⁺", "ＬｉＸｘ"]
+    put("realworld/formulas_bad.csv", "id,formula\n" + "".join(f"b{k},{f}\n" for k, f in enumerate(bad)),
+        "formula table (file)")
+    cases.pop()
+    cases += [Case("realworld/formulas_bad.csv", f"line {k + 2}", "bad unicode formula") for k in range(len(bad))]
+
+    # valid oddities without a twin: they must read as the formula a chemist sees
+    if "LiFePO4" in goods:
+        s = goods["LiFePO4"].copy()
+        s.add_oxidation_state_by_guess()
+        put("oddities/oxidation_LiFePO4.cif", str(CifWriter(s)), "oxidation-state labels", "ok", formula="LiFePO4")
+    rows = [("CuSO4·5H2O", "hydrate formula"), ("Na2SO4 · 10 H2O", "hydrate formula"),
+            ("Li₂O", "unicode subscripts"), ("Li₃PS₄", "unicode subscripts"), ("ＬｉＦｅＰＯ４", "full-width formula")]
+    put("oddities/formulas.csv", "id,formula\n" + "".join(f"u{k},{f}\n" for k, (f, _) in enumerate(rows)),
+        "formula table (file)")
+    cases.pop()
+    plain = {"CuSO4·5H2O": "CuSO4(H2O)5", "Na2SO4 · 10 H2O": "Na2SO4(H2O)10", "Li₂O": "Li2O",
+             "Li₃PS₄": "Li3PS4", "ＬｉＦｅＰＯ４": "LiFePO4"}
+    cases += [
+        Case("oddities/formulas.csv", f"line {k + 2}", kind, "ok", formula=Composition(plain[f]).reduced_formula)
+        for k, (f, kind) in enumerate(rows)
+    ]
 
 
 if __name__ == "__main__":

@@ -21,8 +21,7 @@ from mi.config import CandidatesConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from malformed import write_corpus  # noqa: E402
-
-GOOD = Path(__file__).resolve().parents[1] / "datasets" / "demo" / "structures"
+from quick_screen import GOOD, write_config  # noqa: E402
 
 # What a user cannot act on: a Python message or class name with nothing around it.
 BARE = {
@@ -85,7 +84,13 @@ def test_the_corpus_is_big_and_varied(corpus):
     for needed in ("truncated cif", "garbled cif", "truncated poscar", "garbled poscar", "non-finite coordinate",
                    "non-finite lattice", "overlapping atoms", "zero cell volume", "left-handed lattice",
                    "unknown element", "huge cell", "latin-1 text", "UTF-16 with BOM", "binary junk", "empty file",
-                   "occupancy > 1", "bad formula row", "duplicate id", "broken JSON line", "broken extxyz frame"):
+                   "occupancy > 1", "bad formula row", "duplicate id", "broken JSON line", "broken extxyz frame",
+                   # files as real workflows write them (issue 14)
+                   "selective dynamics", "CONTCAR velocities", "VASP 4 with POTCAR", "VASP 4 without species",
+                   "VASP 4 with a POTCAR of other species", "compressed", "damaged compressed file",
+                   "CRLF line endings", "data_global block", "data_global block only",
+                   "symmetrised CIF with uncertainties", "oxidation-state labels", "hydrate formula",
+                   "unicode subscripts", "full-width formula", "bad unicode formula"):
         assert needed in kinds, needed
 
 
@@ -101,6 +106,8 @@ def test_reader_reports_every_bad_case_fast(corpus):
     bad = [c for c in cases if c.expect == "fail"]
     print(f"\ncorpus (reader): cases: {len(cases)}, bad: {len(bad)}, failures reported: {len(reasons)}, "
           f"crashes: 0, {seconds:.1f} s")
+    # nothing vanished: the failures name every refused file's reason in the read summary
+    assert not any(r["reason"].startswith("unsupported") for r in frame.to_dict("records"))
     # huge cells are refused from their declared size, not parsed into 24,000 sites
     huge = {k: v for k, v in reasons.items() if k[0].startswith("huge/")}
     assert len(huge) == 5 and all("max_atoms" in v for v in huge.values()), huge
@@ -109,35 +116,27 @@ def test_reader_reports_every_bad_case_fast(corpus):
     read_files = {_key(root, c.source) for c in candidates if Path(c.source).resolve().is_relative_to(root.resolve())}
     for case in (c for c in cases if c.expect == "ok"):
         assert case.path in read_files, (case, reasons.get((case.path, "")))
+    # read as the crystal (or formula) a chemist expects, never as a guess
+    by_place = {(_key(root, c.source), c.record): c for c in candidates if _in(root, c.source)}
+    for case in (c for c in cases if c.expect == "ok"):
+        read = [c for (path, record), c in by_place.items() if path == case.path and case.record in (None, record)]
+        assert len(read) == 1, case
+        want = by_id[case.twin].composition.reduced_formula if case.twin else case.formula
+        assert read[0].composition.reduced_formula == want, (case, read[0].composition)
+        if case.twin:
+            assert len(read[0].structure) == len(by_id[case.twin].structure), case
+            assert abs(read[0].structure.volume) == pytest.approx(by_id[case.twin].structure.volume, rel=1e-6), case
+    flags = next(c for c in candidates if c.source.endswith("seldyn_Li2O.vasp")).structure.site_properties
+    assert isinstance(flags["selective_dynamics"][0], list)  # plain lists: JSON can write them
     twin = next(c for c in candidates if c.source.endswith("lefthanded_Li2O_json.json"))
     assert np.linalg.det(twin.structure.lattice.matrix) < 0  # kept as given: a valid choice of axes
     assert abs(twin.structure.volume) == pytest.approx(by_id["Li2O"].structure.volume)
     assert twin.composition == by_id["Li2O"].composition
 
 
-def _screen_config(path: Path, sources: list[Path]) -> Path:
-    listed = "".join(f"    - {s}\n" for s in sources)
-    path.write_text(
-        "name: corpus\n"
-        f"candidates:\n  sources:\n{listed}"
-        "features: {sets: [composition, structure], cache_dir: null, workers: 0}\n"
-        "model: {checkpoint: 'builtin:formation_enthalpy', device: cpu}\n"
-        "properties: {working_ion: Li, calculators: [density, capacity, cost]}\n"
-        "ranking:\n"
-        "  constraints: [{column: formation_enthalpy_eV_atom, max: 0.0}]\n"
-        "  objectives:\n"
-        "    - {column: capacity_mAh_g, direction: max, weight: 1.0}\n"
-        "    - {column: formation_enthalpy_eV_atom, direction: min, weight: 1.0}\n"
-        "    - {column: cost_usd_kg, direction: min, weight: 0.5}\n"
-        "  top_k: 5\n"
-        "export: {report: false}\n"
-    )
-    return path
-
-
 def _screen(tmp_path: Path, name: str, sources: list[Path]) -> Path:
     out = tmp_path / name
-    config = _screen_config(tmp_path / f"{name}.yaml", sources)
+    config = write_config(tmp_path / f"{name}.yaml", sources)
     assert main(["screen", str(config), "--out", str(out), "--no-progress"]) == 0
     return out
 

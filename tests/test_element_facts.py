@@ -23,7 +23,9 @@ def needs_shared(test):
     return pytest.mark.shared(skip(test))
 
 PACKAGED_CSV = Path(build.__file__).with_name("element_facts.csv")
-NUMERIC = ("price_usd_per_kg", "top_mine_share_pct", "china_refining_share_pct", "co2_kg_per_kg")
+NUMERIC = (
+    "price_usd_per_kg", "top_mine_share_pct", "china_refining_share_pct", "world_mine_production_t", "co2_kg_per_kg"
+)
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +64,7 @@ def test_no_price_is_zero_and_each_price_has_provenance(table):
 
 def test_prices_the_reference_lacks_come_from_pymatgen_2013(table):
     # pymatgen/analysis/costdb_elements.csv (S8), copied by hand from that file
-    expected = {"O": 3.0, "S": 0.124009875, "N": 0.585106148, "Fe": 0.029696231, "Na": 250.0, "Cl": 1.5}
+    expected = {"O": 3.0, "S": 0.124009875, "N": 0.585106148, "Cl": 1.5}
     for element, price in expected.items():
         row = table.loc[element]
         assert row["price_usd_per_kg"] == price
@@ -70,6 +72,27 @@ def test_prices_the_reference_lacks_come_from_pymatgen_2013(table):
         assert row["price_year"] == "2013"
         assert "pymatgen costdb" in row["price_basis"]
         assert "S8" in row["source_ids"].split(";")
+
+
+def test_fe_and_na_are_priced_as_contained_in_ore_and_soda_ash(table):
+    # element-facts 2026.12.1: the reference's estimates replace pymatgen's 2013 metal prices (Fe 0.030, Na 250)
+    assert table.loc["Fe", "price_usd_per_kg"] == 0.16 and "62% Fe fines" in table.loc["Fe", "price_basis"]
+    assert table.loc["Na", "price_usd_per_kg"] == 0.55 and "soda ash" in table.loc["Na", "price_basis"]
+    assert set(table.loc[["Fe", "Na"], "price_source"]) == {"S1"}
+
+
+def test_world_mine_production_is_known_for_li_co_ni_cu_only(table):
+    # IEA GCMO 2024 (S5), 2023 mined totals, tonnes of contained metal
+    production = table["world_mine_production_t"]
+    assert production.dropna().to_dict() == {"Li": 194000.0, "Co": 240000.0, "Ni": 3451000.0, "Cu": 22508000.0}
+    assert set(table.loc[["Li", "Co", "Ni", "Cu"], "production_year"]) == {"2023"}
+    assert table.loc[production.notna(), "source_ids"].str.split(";").map(lambda ids: "S5" in ids).all()
+    assert math.isnan(table.loc["Fe", "world_mine_production_t"])  # unknown, not zero
+
+
+def test_co_and_mn_carry_china_refining_shares(table):
+    assert table.loc["Co", "china_refining_share_pct"] == 70.0
+    assert table.loc["Mn", "china_refining_share_pct"] == 90.0
 
 
 def test_graphite_row_stands_for_carbon(table):

@@ -120,14 +120,17 @@ def test_execution_section_is_checked():
 
 def _demo(tmp_path: Path, *overrides: str):
     return load_config(
-        DEMO, ["execution.chunk_size=4", "export.report=false", f"features.cache_dir={tmp_path / 'cache'}", *overrides]
+        DEMO,
+        ["execution.chunk_size=4", "execution.workers=1", "export.report=false", f"features.cache_dir={tmp_path / 'cache'}",
+         *overrides],
     )
 
 
 @pytest.mark.slow
-def test_local_process_pool_matches_in_process(tmp_path):
+@pytest.mark.parametrize("workers", ["2", "auto"])
+def test_local_process_pool_matches_in_process(tmp_path, workers):
     one = screen(_demo(tmp_path), out=tmp_path / "one", progress=False)
-    pool = screen(_demo(tmp_path, "execution.workers=2"), out=tmp_path / "pool", progress=False)
+    pool = screen(_demo(tmp_path, f"execution.workers={workers}"), out=tmp_path / "pool", progress=False)
     assert (one.run_dir / "ranked.csv").read_bytes() == (pool.run_dir / "ranked.csv").read_bytes()
     assert pool.manifest["counts"]["chunks"] == 6  # 21 readable candidates in chunks of 4
 
@@ -139,7 +142,7 @@ def test_ray_backend_ranks_exactly_like_local(tmp_path):
     try:
         code = main(
             ["screen", str(DEMO), "--backend", "ray", "--out", str(tmp_path / "ray"), "--no-progress",
-             "--set", "execution.chunk_size=4", "--set", "export.report=false",
+             "--set", "execution.chunk_size=4", "--set", "execution.workers=1", "--set", "export.report=false",
              "--set", f"features.cache_dir={tmp_path / 'ray-cache'}"]
         )
     finally:

@@ -30,6 +30,7 @@ from mi.export import (
     new_run_dir,
     prepare_out_dir,
     safe_file_stem,
+    utc_now,
     write_config,
     write_failures,
     write_manifest,
@@ -162,15 +163,23 @@ def test_prepare_out_dir(tmp_path):
         prepare_out_dir(tmp_path / "file")
 
 
-def test_prepare_out_dir_reuses_an_earlier_run_and_clears_its_outputs(tmp_path):
+def test_prepare_out_dir_refuses_an_earlier_run_unless_overwrite_and_then_clears_its_outputs(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
-    write_manifest(run, build_manifest(config_hash="sha256:0"))
+    write_manifest(run, build_manifest(config_hash="sha256:0", started=utc_now()))
     write_config(run, "name: x\n")
     (run / "top").mkdir()
     (run / "top" / "07_old.cif").write_text("stale")
     (run / "notes.txt").write_text("mine")
-    assert prepare_out_dir(run) == run
+    before = sorted(p.name for p in run.rglob("*"))
+    with pytest.raises(MiError, match="holds a run started 20.*--overwrite"):
+        prepare_out_dir(run)
+    assert sorted(p.name for p in run.rglob("*")) == before  # refused: nothing touched
+    assert prepare_out_dir(run, resume=True) == run  # --resume continues it: nothing removed
+    assert sorted(p.name for p in run.rglob("*")) == before
+    with pytest.raises(MiError, match="exclude each other"):
+        prepare_out_dir(run, overwrite=True, resume=True)
+    assert prepare_out_dir(run, overwrite=True) == run
     assert sorted(p.name for p in run.iterdir()) == ["notes.txt", "top"]
     assert list((run / "top").iterdir()) == []
 

@@ -13,7 +13,7 @@ from pymatgen.core import Composition
 from mi.candidates.base import Candidate
 from mi.config import PropertiesConfig, SupplyConfig
 from mi.data import build_element_facts, load_element_facts
-from mi.properties import compute_properties, supply
+from mi.properties import compute_properties, derive_properties, supply
 
 # Atomic masses (g/mol) as pymatgen carries them.
 LI, CO, O, FE, P, NI, MN = 6.941, 58.933195, 15.9994, 55.845, 30.973762, 58.6934, 54.938045
@@ -73,8 +73,34 @@ def test_feoc_and_crma_flags_by_hand(table):
     assert supply.feoc_elements(lco, table, 50, 0.01) == ["Li"]  # 7.1 wt% Li, 70% refined in China
     assert supply.feoc_elements(lco, table, 50, 0.10) == []  # Li is below 10 wt%
     assert supply.feoc_elements(lco, table, 70, 0.01) == []  # 70 does not exceed 70
-    assert supply.crma_elements(lco, table, 65, 0.01) == ["Co"]  # 74% from one country
-    assert supply.crma_elements(Composition("LiFePO4"), table, 65, 0.01) == []  # P 44%, Fe and O unknown
+    assert supply.crma_elements(lco, table, 65, 0.01) == ["Co", "Li"]  # Co mined 74% in Congo, Li refined 70% in China
+    assert supply.crma_elements(lco, table, 72, 0.01) == ["Co"]
+    assert supply.crma_elements(Composition("LiFePO4"), table, 72, 0.01) == []  # P 44%, Fe and O unknown
+
+
+def test_crma_flag_raised_by_refining_alone(table):
+    # Li: top mining country 30% (below 65%), China refining 70% (above): the refining stage alone raises it
+    findings = supply.crma_findings(Composition("LiFePO4"), table, 65, 0.01)
+    assert [str(f) for f in findings] == ["Li refining China 70%"]
+    assert (findings[0].stage, findings[0].country, findings[0].share_pct) == ("refining", "China", 70.0)
+    assert supply.crma_elements(Composition("LiFePO4"), table, 65, 0.01) == ["Li"]
+    cfg = PropertiesConfig(calculators=["supply"])
+    frame, _, _ = compute_properties([candidate("lfp", "LiFePO4")], cfg, table)
+    assert frame.loc["lfp", "crma_concentration_flag"]
+    # the same table without the refining share: no flag (mining 30%, P 44%)
+    no_refining = table.assign(china_refining_share_pct=math.nan)
+    assert supply.crma_findings(Composition("LiFePO4"), no_refining, 65, 0.01) == []
+    frame, _, _ = compute_properties([candidate("lfp", "LiFePO4")], cfg, no_refining)
+    assert not frame.loc["lfp", "crma_concentration_flag"]
+
+
+def test_crma_findings_name_both_stages_and_the_country(table):
+    both = table.copy()
+    both.loc["Co", "china_refining_share_pct"] = 80.0
+    findings = supply.crma_findings(Composition("LiCoO2"), both, 65, 0.01)
+    assert [str(f) for f in findings] == ["Co mining Congo 74%", "Co refining China 80%", "Li refining China 70%"]
+    text, _ = derive_properties(pd.DataFrame({"id": ["lco"], "formula": ["LiCoO2"]}), PropertiesConfig(calculators=["supply"]), both)
+    assert text.loc[0, "crma_concentration"] == "Co mining Congo 74%; Co refining China 80%; Li refining China 70%"
 
 
 def test_eu_crm_mass_fraction_by_hand(table):
@@ -116,7 +142,7 @@ def test_compute_properties_supply_columns_and_notes(table):
         "eu_crm_mass_fraction", "co_free", "ni_free", "co2_kg_per_kg", "co2_lower_bound_kg_per_kg",
         "recoverable_value_usd_kg", "recycled_content_2031_kg_per_kg",
     ]
-    assert frame["crma_concentration_flag"].tolist() == [True, False, False]
+    assert frame["crma_concentration_flag"].tolist() == [True, True, True]  # Co mining 74%, Li refining 70%
     assert frame["feoc_exposed"].tolist() == [True, True, True]
     assert frame["co_free"].tolist() == [False, True, True] and frame["ni_free"].all()
     assert frame["feoc_exposed"].dtype == bool
@@ -163,13 +189,23 @@ def test_packaged_hhi_equals_pymatgen_hhi_data():
 
 @pytest.mark.parametrize(
     "formula, crma, co_free",
-    [("LiCoO2", ["Co"], False), ("LiNi0.8Mn0.1Co0.1O2", ["Co", "Ni"], False), ("LiFePO4", [], True)],
+    [
+        ("LiCoO2", ["Co mining Congo (Kinshasa) 74.2%", "Co refining China 70%", "Li refining China 70%"], False),
+        (
+            "LiNi0.8Mn0.1Co0.1O2",
+            ["Co mining Congo (Kinshasa) 74.2%", "Co refining China 70%", "Li refining China 70%",
+             "Mn refining China 90%", "Ni mining Indonesia 66.7%"],
+            False,
+        ),
+        ("LiFePO4", ["Li refining China 70%"], True),
+    ],
 )
 def test_known_cathodes_concentration_flags(formula, crma, co_free):
-    # the issue: LiCoO2 and NMC carry the Co concentration flag, LFP does not
+    # element-facts 2026.12.1: Co (70%) and Mn (90%) carry China refining shares, and every Li compound is
+    # flagged at refining (China 70% of lithium chemicals); Co is also flagged at mining (Congo 74.2%)
     table = load_element_facts()
     comp = Composition(formula)
-    assert supply.crma_elements(comp, table, 65, 0.01) == crma
+    assert [str(f) for f in supply.crma_findings(comp, table, 65, 0.01)] == crma
     assert supply.contains(comp, "Co") is not co_free
 
 
@@ -188,9 +224,11 @@ def test_the_known_materials_benchmark_prints_its_table(capsys, monkeypatch):
     module = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, "known_materials", module)  # dataclasses look their module up there
     spec.loader.exec_module(module)
-    assert module.main([]) == 0
+    assert module.main(["--no-models"]) == 0
     lines = {line.split("|")[1].strip(): line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")}
     assert set(lines) >= {"LiFePO4", "LiCoO2", "NMC811", "LiNi0.5Mn1.5O4", "NaFePO4"}
     assert "| 146.7 | 146.7 |" in lines["LiNi0.5Mn1.5O4"]
-    assert "| Co |" in lines["LiCoO2"] and "| Co, Ni |" in lines["NMC811"]
-    assert lines["LiFePO4"].split("|")[8].strip() == "-"  # no CRMA concentration flag
+    assert "| Co, Li |" in lines["LiCoO2"] and "| Co, Li, Mn |" in lines["NMC811"]  # FEOC
+    assert lines["LiFePO4"].split("|")[8].strip() == "Li refining China 70%"  # CRMA at refining only
+    assert lines["NaFePO4"].split("|")[8].strip() == "-"
+    assert "Co 12.92x, Li 1.88x" in lines["LiCoO2"]  # supply shares at 5.5 TWh (test_demand checks the arithmetic)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from mi.config import Constraint, Objective, RankingConfig
 from mi.errors import ConfigError
-from mi.ranking import apply_constraints, crowding_distance, pareto_ranks, rank, weighted_score
+from mi.ranking import apply_constraints, crowding_distance, pareto_ranks, rank, split_by_constraints, weighted_score
 from mi.ranking.score import normalise
 
 
@@ -162,6 +162,23 @@ def test_constraints_drop_out_of_bounds_and_missing_and_count_each():
     assert kept["id"].tolist() == ["a", "b"]
     assert removed == {"formation_enthalpy_eV_atom <= 0": 2, "1 <= density <= 5": 1}
     assert sum(removed.values()) == len(table) - len(kept)
+
+
+def test_removed_rows_name_the_first_constraint_that_dropped_each_and_its_value():
+    table = _table()
+    table.loc[4, "formation_enthalpy_eV_atom"] = 0.3  # e fails both: the first constraint takes it
+    constraints = [Constraint(column="formation_enthalpy_eV_atom", max=0), Constraint(column="density", min=1, max=5)]
+    kept, removed, rows = split_by_constraints(table, constraints)
+    assert removed == apply_constraints(table, constraints)[1]
+    assert kept["id"].tolist() == ["a", "b"]
+    assert rows["id"].tolist() == ["c", "d", "e"]
+    assert rows["constraint"].tolist() == ["formation_enthalpy_eV_atom <= 0"] * 3
+    assert rows["value"].tolist()[0::2] == [0.5, 0.3] and np.isnan(rows["value"][1])  # d: missing
+    assert len(rows) == sum(removed.values())
+    # a probabilistic constraint also gives the std and the probability that decided
+    hull = pd.DataFrame({"id": ["x", "y"], "e_hull_eV_atom": [0.0, 0.2], "e_hull_eV_atom_std": [0.05, 0.05]})
+    _, _, rows = split_by_constraints(hull, [Constraint(column="e_hull_eV_atom", max=0.05, probability=0.8)])
+    assert rows["id"].tolist() == ["y"] and rows["std"][0] == 0.05 and rows["probability"][0] < 0.01
 
 
 def test_constraints_keep_missing():

@@ -100,8 +100,10 @@ def test_nmc_passport_carries_the_cobalt_concentration_flag(cathode_run):
     _, out = cathode_run
     record = json.loads((out / "passport" / "NMC811.json").read_text())
     supply = record["supply_chain"]
-    assert supply["crma_concentration_flag"] and supply["crma_concentration_elements"] == ["Co", "Ni"]
-    assert supply["feoc_exposed"] and supply["feoc_elements"] == ["Li"]
+    assert supply["crma_concentration_flag"] and supply["crma_concentration_elements"] == ["Co", "Li", "Mn", "Ni"]
+    assert "Co refining China 70%" in supply["crma_concentration"]  # the flag names stage and country
+    assert "Co mining Congo (Kinshasa) 74.2%" in supply["crma_concentration"]
+    assert supply["feoc_exposed"] and supply["feoc_elements"] == ["Co", "Li", "Mn"]
     assert record["materials_and_composition"]["cobalt_free"] is False
     recycled = {r["element"]: r for r in record["circularity"]["recycled_content_2031"]}
     assert {k: v["minimum_pct"] for k, v in recycled.items()} == {"Co": 16, "Li": 6, "Ni": 6}
@@ -109,11 +111,13 @@ def test_nmc_passport_carries_the_cobalt_concentration_flag(cathode_run):
     assert record["carbon_footprint"]["elements_without_co2_factor"] == ["O"]
 
 
-def test_reusing_the_out_folder_removes_stale_passports(cathode_run, tmp_path):
+def test_overwriting_the_out_folder_removes_stale_passports(cathode_run, tmp_path):
     _, out = cathode_run
     stale = out / "passport" / "stale.json"
     stale.write_text("{}")
-    assert main(["screen", str(CATHODE), "--out", str(out), "--no-progress", "--set", "export.report=false"]) == 0
+    args = ["screen", str(CATHODE), "--out", str(out), "--no-progress", "--set", "export.report=false"]
+    assert main(args) == 1 and stale.exists()  # another run is there: refused, nothing touched
+    assert main([*args, "--overwrite"]) == 0
     assert not stale.exists() and not (out / "report.html").exists()
 
 
@@ -133,8 +137,10 @@ def test_electrolyte_screen_ranks_by_stability_window(electrolyte_run):
     llzo = [r for r in ranked if r["id"] == "LLZO"]
     assert not llzo or llzo[0]["esw_oxidation_V"] == ""  # no La/Zr references: missing, not invented
     manifest = json.loads((out / "manifest.json").read_text())
-    assert any("log10_conductivity_S_cm skipped" in n for n in manifest["notes"])
-    assert any("e_hull_eV_atom" in n and "skipped" in n for n in manifest["notes"])
+    # the preset's models predict every column it ranks by: nothing is skipped for a missing column
+    assert not any("skipped" in n for n in manifest["notes"])
+    assert all(r["log10_conductivity_S_cm"] not in ("", "nan") for r in ranked)
+    assert [c["checkpoint"] for c in manifest["checkpoints"]] == ["builtin:mp_stability", "builtin:obelix_conductivity"]
     _self_contained((out / "report.html").read_text(encoding="utf-8"))
     assert len(list((out / "passport").glob("*.json"))) == min(5, len(ranked))
 

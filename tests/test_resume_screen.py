@@ -22,11 +22,11 @@ DEMO = ROOT / "configs" / "demo.yaml"
 
 def _overrides(tmp_path: Path) -> list[str]:
     # One candidate per chunk, no feature cache: each chunk does real work, so a kill lands mid-run.
-    return ["execution.chunk_size=1", "export.report=false", "features.cache_dir=null"]
+    return ["execution.chunk_size=1", "execution.workers=1", "export.report=false", "features.cache_dir=null"]
 
 
 def _outputs(run: Path) -> dict[str, bytes]:
-    return {name: (run / name).read_bytes() for name in ("ranked.csv", "ranked.json", "failures.csv")}
+    return {name: (run / name).read_bytes() for name in ("ranked.csv", "ranked.json", "failures.csv", "removed.csv")}
 
 
 def test_killed_screen_resumes_to_the_same_outputs(tmp_path):
@@ -64,7 +64,7 @@ def test_killed_screen_resumes_to_the_same_outputs(tmp_path):
 
 
 def test_a_damaged_shard_is_computed_again_and_a_changed_config_is_refused(tmp_path):
-    cfg = load_config(DEMO, ["execution.chunk_size=8", "export.report=false", f"features.cache_dir={tmp_path / 'c'}"])
+    cfg = load_config(DEMO, ["execution.chunk_size=8", "execution.workers=1", "export.report=false", f"features.cache_dir={tmp_path / 'c'}"])
     first = screen(cfg, out=tmp_path / "run", progress=False)
     before = _outputs(first.run_dir)
     shard = first.run_dir / "shards" / "chunk-000001.parquet"
@@ -74,7 +74,7 @@ def test_a_damaged_shard_is_computed_again_and_a_changed_config_is_refused(tmp_p
     assert _outputs(again.run_dir) == before
 
     changed = load_config(
-        DEMO, ["execution.chunk_size=8", "export.report=false", "ranking.top_k=3", f"features.cache_dir={tmp_path / 'c'}"]
+        DEMO, ["execution.chunk_size=8", "execution.workers=1", "export.report=false", "ranking.top_k=3", f"features.cache_dir={tmp_path / 'c'}"]
     )
     with pytest.raises(MiError, match="--resume needs the same config"):
         screen(changed, out=first.run_dir, progress=False, resume=True)
@@ -88,7 +88,7 @@ def test_resume_refuses_a_checkpoint_changed_since_the_shards_were_written(tmp_p
     builtin = Path(mi.models.__file__).parent / "builtin"
     model = tmp_path / "model.pt"
     shutil.copy(builtin / "oracle_multitask.pt", model)
-    overrides = ["execution.chunk_size=8", "export.report=false", f"model.checkpoint={model}", "features.cache_dir=null"]
+    overrides = ["execution.chunk_size=8", "execution.workers=1", "export.report=false", f"model.checkpoint={model}", "features.cache_dir=null"]
     first = screen(load_config(DEMO, overrides), out=tmp_path / "run", progress=False)
     shutil.copy(builtin / "formation_enthalpy.pt", model)  # retrained in place: same path, other bytes
     with pytest.raises(MiError, match="checkpoint_sha256"):

@@ -88,7 +88,7 @@ def _recipe(name: str, args: argparse.Namespace):
 
 def _dataset(run) -> Dataset:
     cfg = run.train.dataset
-    return load_dataset(cfg, run.resolve(cfg.path) if cfg.path else None)
+    return load_dataset(cfg, run.resolve(cfg.path) if cfg.path else None, resolve=run.resolve)
 
 
 def _rf_features(dataset: Dataset, sets: list[str]) -> np.ndarray:

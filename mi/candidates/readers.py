@@ -4,7 +4,15 @@ Supported: CIF (every data block is a record), VASP POSCAR/CONTCAR, extended XYZ
 pymatgen JSON (a Structure dict, a list of them, or a mapping id -> Structure dict), JSON lines (``.jsonl``,
 one candidate per line, as `mi generate` writes its shards), ASE databases (``.db``, every row) and
 formula-only CSVs (composition screening: the structure stays None). ``candidates.generate`` adds the
-candidates of a generator (`mi.candidates.generate`) without files.
+candidates of a generator (`mi.candidates.generate`) without files. Each of these may be compressed
+(``.gz``, ``.bz2``, ``.xz``: ``Li2O.cif.gz``, ``POSCAR.bz2``); the id is that of the uncompressed name.
+
+What VASP, ASE and the databases write: selective-dynamics flags and CONTCAR velocities are kept as site
+properties (plain lists, so that they serialise); a VASP 4 POSCAR (no element line) takes its species from a
+POTCAR beside it, else from ``candidates.species``, else from element symbols after the coordinates, and is
+a failure otherwise (pymatgen would name the species H, He, Li...: never guessed). CIF blocks that hold no
+structure by design (``data_global``: no cell, no atom sites) are skipped with a note when the file has a
+structure block. Formulas may use Unicode subscripts, full-width letters and hydrate dots (``CuSO4·5H2O``).
 
 Ids are stable and come from the source: the file stem for single-record files, ``<stem>:<record>``
 otherwise, or the CSV ``id`` column / database ``id``/``name`` key where present. An entry that cannot be
@@ -21,18 +29,27 @@ Library exceptions are translated into a user's words (`_reason`).
 
 from __future__ import annotations
 
+import bz2
 import csv
+import fnmatch
+import functools
 import glob
+import gzip
 import hashlib
 import io
 import json
+import lzma
 import math
 import re
+import tempfile
+import unicodedata
 import warnings
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pymatgen.core import Composition, Structure
 
 from mi.candidates.base import Candidate, Failure, composition_hash, structure_hash
@@ -42,6 +59,9 @@ from mi.errors import InputError
 
 STRUCTURE_SUFFIXES = {".cif", ".mcif", ".vasp", ".poscar", ".xyz", ".extxyz", ".json", ".jsonl", ".db"}
 TABLE_SUFFIXES = {".csv"}
+COMPRESSED_SUFFIXES = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+# A compressed file may expand a thousandfold: stop reading past this (a structure file is never near it).
+MAX_DECOMPRESSED_BYTES = 1 << 30
 
 
 class _BadRecord(Exception):
@@ -50,6 +70,45 @@ class _BadRecord(Exception):
 
 class _BadFile(Exception):
     """A whole file is unusable; the reason is the message (already in a user's words)."""
+
+
+class _NoStructure(Exception):
+    """A record that holds no structure by design (a CIF ``data_global`` block); the message says which."""
+
+
+# --- compressed files -------------------------------------------------------------------------------
+
+
+def uncompressed_name(path: Path) -> str:
+    """The file name without a compression suffix: ``Li2O.cif.gz`` -> ``Li2O.cif``."""
+    suffix = path.suffix.lower()
+    return path.name[: -len(suffix)] if suffix in COMPRESSED_SUFFIXES else path.name
+
+
+def open_binary(path: Path):
+    """The file's bytes, decompressed on the fly when it ends in ``.gz``, ``.bz2`` or ``.xz``."""
+    opener = COMPRESSED_SUFFIXES.get(path.suffix.lower(), open)
+    return opener(path, "rb")
+
+
+def read_bytes(path: Path) -> bytes:
+    """The whole file, decompressed; a damaged or oversized compressed file is a `_BadFile`."""
+    if path.suffix.lower() not in COMPRESSED_SUFFIXES:
+        return path.read_bytes()
+    try:
+        with open_binary(path) as fh:
+            data = fh.read(MAX_DECOMPRESSED_BYTES + 1)
+    except Exception as exc:  # noqa: BLE001 - every codec has its own error types
+        raise _BadFile(_reason(exc)) from None
+    if len(data) > MAX_DECOMPRESSED_BYTES:
+        raise _BadFile(f"decompresses to more than {MAX_DECOMPRESSED_BYTES >> 20} MiB (refused)")
+    return data
+
+
+def _is_decompression_error(exc: BaseException) -> bool:
+    return isinstance(exc, (EOFError, gzip.BadGzipFile, lzma.LZMAError, zlib.error)) or (
+        isinstance(exc, OSError) and "Invalid data stream" in str(exc)
+    )
 
 
 # Byte-order marks: a file that starts with one is decoded accordingly (Windows tools write UTF-16 with a BOM).
@@ -69,7 +128,7 @@ def read_text(path: Path) -> tuple[str, str]:
     refused rather than guessed: Latin-1 would read any bytes, garbage included. NUL bytes without a BOM
     mean binary data (or UTF-16 without its mark).
     """
-    data = path.read_bytes()
+    data = read_bytes(path)
     for bom, encoding in _BOMS:
         if data.startswith(bom):
             try:
@@ -92,10 +151,12 @@ def read_text(path: Path) -> tuple[str, str]:
 
 
 def file_kind(path: Path) -> str | None:
-    name = path.name.upper()
+    """The format of `path` (compressed or not), or None for a file that is not a candidate file."""
+    inner = Path(uncompressed_name(path))
+    name = inner.name.upper()
     if name.startswith(("POSCAR", "CONTCAR")):
         return "poscar"
-    suffix = path.suffix.lower()
+    suffix = inner.suffix.lower()
     return {
         ".cif": "cif",
         ".mcif": "cif",
@@ -110,8 +171,14 @@ def file_kind(path: Path) -> str | None:
     }.get(suffix)
 
 
-def expand_sources(sources: list[str], resolve: Callable[[str], Path]) -> list[Path]:
-    """Files named by the config, in a stable order. A source that matches nothing is a fatal error."""
+def expand_sources(
+    sources: list[str], resolve: Callable[[str], Path], skipped: list[Path] | None = None
+) -> list[Path]:
+    """Files named by the config, in a stable order. A source that matches nothing is a fatal error.
+
+    Files of a folder that are not candidate files (a README, a POTCAR) are left out; when `skipped` is
+    given, they are appended to it, so that the read summary can count them.
+    """
     files: list[Path] = []
     for i, spec in enumerate(sources):
         path = resolve(spec)
@@ -121,7 +188,10 @@ def expand_sources(sources: list[str], resolve: Callable[[str], Path]) -> list[P
                 raise InputError(f"candidates.sources[{i}]: {spec!r} matches no file (looked for {path})")
             files.extend(matches)
         elif path.is_dir():
-            matches = sorted(p for p in path.rglob("*") if p.is_file() and file_kind(p) is not None)
+            every = sorted(p for p in path.rglob("*") if p.is_file())
+            matches = [p for p in every if file_kind(p) is not None]
+            if skipped is not None:
+                skipped.extend(p for p in every if file_kind(p) is None)
             if not matches:
                 raise InputError(f"candidates.sources[{i}]: folder {path} holds no readable candidate files")
             files.extend(matches)
@@ -206,10 +276,22 @@ def _iter_cif(text: str, stem: str, max_atoms: int):
     blocks = list(cif.data.items())
     if not blocks:
         raise _BadFile("no data block found (not a CIF?)")
+    # Journals' CIFs start with a data_global block (authors, journal): no cell, no atom sites. Next to a
+    # structure block it is skipped with a note; a file of such blocks only is reported block by block.
+    sites = ("_atom_site_fract_x", "_atom_site_Cartn_x")
+    structural = [
+        (name, block) for name, block in blocks
+        if any(k in block.data for k in (*sites, "_cell_length_a", "_cell_length_b", "_cell_length_c"))
+    ]
+    if structural and len(structural) < len(blocks):
+        for name, _ in blocks:
+            if all(name != n for n, _ in structural):
+                yield f"data_{name}", stem, _NoStructure(f"CIF block data_{name} skipped: no cell and no atom sites")
+        blocks = structural
     for name, block in blocks:
         record = f"data_{name}"
         candidate_id = stem if len(blocks) == 1 else f"{stem}:{name}"
-        rows = next((block.data[k] for k in ("_atom_site_fract_x", "_atom_site_Cartn_x") if k in block.data), [])
+        rows = next((block.data[k] for k in sites if k in block.data), [])
         n_rows = len(rows) if isinstance(rows, list) else 1
         if n_rows == 0:
             yield record, candidate_id, _BadRecord("no atom sites (no _atom_site_fract_x loop)")
@@ -233,7 +315,67 @@ def _iter_cif(text: str, stem: str, max_atoms: int):
             yield record, candidate_id, _BadRecord(_reason(exc, "cif"))
 
 
-def _iter_poscar(text: str, stem: str, max_atoms: int):
+def _potcar_species(folder: Path) -> tuple[str, list[str]] | None:
+    """(file name, element symbols) of the POTCAR in `folder` (plain or compressed), None without one."""
+    for name in ("POTCAR", "POTCAR.gz", "POTCAR.bz2", "POTCAR.xz"):
+        path = folder / name
+        if path.is_file():
+            stat = path.stat()
+            return name, _potcar_symbols(path, stat.st_mtime_ns, stat.st_size)
+    return None
+
+
+@functools.lru_cache(maxsize=64)
+def _potcar_symbols(path: Path, mtime_ns: int, size: int) -> list[str]:
+    """The species of a POTCAR, from its ``TITEL = PAW_PBE Li_sv 10Sep2004`` lines (``VRHFIN =Li:`` lines
+    otherwise). Cached by path, time and size: a folder of POSCARs shares one POTCAR."""
+    from pymatgen.core import Element
+
+    text = read_bytes(path).decode("utf-8", "replace")
+    found = re.findall(r"^\s*TITEL\s*=\s*\S+\s+([A-Z][a-z]?)", text, re.M)
+    found = found or re.findall(r"^\s*VRHFIN\s*=\s*([A-Z][a-z]?)\s*:", text, re.M)
+    if not found or not all(Element.is_valid_symbol(s) for s in found):
+        raise _BadRecord(f"{path.name} beside it has no TITEL or VRHFIN lines naming elements (not a POTCAR?)")
+    return found
+
+
+def _configured_species(path: Path, species) -> list[str] | None:
+    """``candidates.species`` for this file: the list, or the first glob of the mapping that matches the
+    file's name or the end of its path (``LiCoO2/*``, ``*.vasp``)."""
+    if species is None or isinstance(species, list):
+        return species
+    full = path.resolve().as_posix()
+    for pattern, symbols in species.items():
+        names = (path.name, uncompressed_name(path))
+        if any(fnmatch.fnmatch(n, pattern) for n in names) or fnmatch.fnmatch(full, "*/" + pattern.lstrip("/")):
+            return symbols
+    return None
+
+
+def _vasp4_species(path: Path, cfg: CandidatesConfig, n_types: int) -> list[str] | _BadRecord | None:
+    """The species of a VASP 4 POSCAR with `n_types` counts: from a POTCAR beside it, else from
+    ``candidates.species``; a failure when they disagree or do not match the counts; None when neither
+    gives any."""
+    try:
+        potcar = _potcar_species(path.parent)
+    except _BadRecord as exc:
+        return exc
+    configured = _configured_species(path, cfg.species)
+    if potcar and configured and potcar[1] != configured:
+        return _BadRecord(
+            f"VASP 4 POSCAR: {potcar[0]} beside it gives species {' '.join(potcar[1])} but candidates.species "
+            f"gives {' '.join(configured)}"
+        )
+    origin, symbols = (potcar[0] + " beside it", potcar[1]) if potcar else ("candidates.species", configured)
+    if symbols is not None and len(symbols) != n_types:
+        return _BadRecord(
+            f"VASP 4 POSCAR has {n_types} species counts but {origin} names {len(symbols)} species "
+            f"({' '.join(symbols)})"
+        )
+    return symbols
+
+
+def _iter_poscar(text: str, stem: str, max_atoms: int, species_of: Callable[[int], Any] = lambda n: None):
     from pymatgen.io.vasp import Poscar
 
     lines = [line.split("!")[0].split("#")[0].split() for line in text.splitlines()]
@@ -253,7 +395,21 @@ def _iter_poscar(text: str, stem: str, max_atoms: int):
         if scale and not all(math.isfinite(x) and x != 0 for x in scale):
             yield "0", stem, _BadRecord(f"scale factor {' '.join(lines[1])} on line 2 is zero or not finite")
             return
-    poscar = Poscar.from_str(text, read_velocities=False)
+    # VASP 4 has no element line: line 6 holds the counts.
+    vasp4 = len(lines) > 5 and bool(lines[5]) and all(tok.isdigit() for tok in lines[5])
+    species = species_of(len(lines[5])) if vasp4 else None
+    if isinstance(species, _BadRecord):
+        yield "0", stem, species
+        return
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        poscar = Poscar.from_str(text, default_names=species, read_velocities=True)
+    if vasp4 and species is None and any("false names" in str(w.message) for w in caught):
+        yield "0", stem, _BadRecord(
+            "VASP 4 POSCAR: no element line, no POTCAR beside it and no candidates.species for it; the species "
+            "are not guessed (give them in candidates.species, or put the run's POTCAR next to the file)"
+        )
+        return
     yield "0", stem, poscar.structure
 
 
@@ -342,7 +498,7 @@ def _iter_json(text: str, stem: str, max_atoms: int):
 def _iter_jsonl(path: Path, stem: str, max_atoms: int):
     from mi.candidates.generate.shards import record_item
 
-    with open(path, "rb") as fh:  # line by line: shards can be large
+    with open_binary(path) as fh:  # line by line: shards can be large
         for n, raw in enumerate(fh, start=1):
             if not raw.strip():
                 continue
@@ -373,6 +529,12 @@ def _iter_jsonl(path: Path, stem: str, max_atoms: int):
 
 
 def _iter_ase_db(path: Path, stem: str, max_atoms: int):
+    if path.suffix.lower() in COMPRESSED_SUFFIXES:  # SQLite reads files only: decompress to a temporary one
+        with tempfile.TemporaryDirectory(prefix="mi-db-") as folder:
+            plain = Path(folder) / "candidates.db"
+            plain.write_bytes(read_bytes(path))
+            yield from _iter_ase_db(plain, stem, max_atoms)
+        return
     import ase.db
     from pymatgen.io.ase import AseAtomsAdaptor
 
@@ -396,8 +558,27 @@ def _iter_ase_db(path: Path, stem: str, max_atoms: int):
 _SYMBOL = re.compile(r"([A-Z][a-z]?)\s*([-+]?[0-9.eE+-]*)")
 
 
+_HYDRATE_DOT = re.compile(r"\s*[\u00b7\u2022\u2219\u22c5\u30fb*]\s*")
+
+
+def plain_formula(formula: str) -> str:
+    """A formula as pymatgen reads it: full-width letters and sub/superscript digits made ASCII (NFKC:
+    ``Li₂O``, ``ＬｉＦｅＰＯ４``), and hydrate dots written as groups (``CuSO4·5H2O`` -> ``CuSO4(H2O)5``).
+    A plain '.' stays a decimal point (``Li0.5CoO2``)."""
+    text = unicodedata.normalize("NFKC", formula).strip()
+    head, *adducts = _HYDRATE_DOT.split(text)
+    groups = []
+    for part in adducts:
+        match = re.fullmatch(r"(\d+(?:\.\d+)?)?\s*(\S.*)", part)
+        if not match:
+            raise ValueError(f"nothing after a hydrate dot in {formula!r}")
+        groups.append(f"({match.group(2)}){match.group(1) or ''}")
+    return head + "".join(groups)
+
+
 def _parse_formula(formula: str) -> Composition:
     """A Composition, refusing what pymatgen would silently change: zero amounts ('Li0O' reads as O)."""
+    formula = plain_formula(formula)
     for symbol, amount in _SYMBOL.findall(formula):
         try:
             if amount and float(amount) == 0:
@@ -474,6 +655,9 @@ def _reason(exc: BaseException, kind: str = "") -> str:
     text = "; ".join(lines)[:300]
     if isinstance(exc, json.JSONDecodeError):
         return f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+    if _is_decompression_error(exc):
+        detail = text or type(exc).__name__
+        return f"compressed data is damaged or truncated, or not in the format its suffix says ({detail})"
     if isinstance(exc, UnicodeDecodeError):
         return f"not text in a known encoding ({exc.reason} at byte {exc.start})"
     for cls, plain in _PLAIN.items():
@@ -508,8 +692,9 @@ def iter_file(path: Path, cfg: CandidatesConfig) -> Iterator[Candidate | Failure
     """Every record of one file, as a Candidate or a Failure."""
     source = display_path(path)
     kind = file_kind(path)
+    name = uncompressed_name(path)  # Li2O.cif.gz has the id of Li2O.cif
     # VASP folders hold many files called POSCAR/CONTCAR: name those by their folder.
-    stem = f"{path.resolve().parent.name}/{path.name}" if path.name.upper() in ("POSCAR", "CONTCAR") else path.stem
+    stem = f"{path.resolve().parent.name}/{name}" if name.upper() in ("POSCAR", "CONTCAR") else Path(name).stem
     if kind is None:
         yield Failure(source, "", "candidates", f"unsupported file type {path.suffix or path.name!r}")
         return
@@ -529,17 +714,26 @@ def iter_file(path: Path, cfg: CandidatesConfig) -> Iterator[Candidate | Failure
                 if not text.strip():
                     yield Failure(source, "", "candidates", "empty file (only white space)", id=stem)
                     return
+                if "\r" in text:  # Windows (CRLF) and old Mac (CR) line endings
+                    text = text.replace("\r\n", "\n").replace("\r", "\n")
                 records = {
                     "cif": lambda: _iter_cif(text, stem, max_atoms),
-                    "poscar": lambda: _iter_poscar(text, stem, max_atoms),
+                    "poscar": lambda: _iter_poscar(text, stem, max_atoms, lambda n: _vasp4_species(path, cfg, n)),
                     "extxyz": lambda: _iter_extxyz(text, stem, max_atoms),
                     "json": lambda: _iter_json(text, stem, max_atoms),
                     "csv": lambda: _iter_csv(text, stem, cfg.formula_column, cfg.id_column),
                 }[kind]()
             n_records = 0
+            notes: list[str] = []  # records skipped by design; the file's next candidate carries them
             for record, candidate_id, item in records:
+                if isinstance(item, _NoStructure):
+                    notes.append(f"{source}: {item}")
+                    continue
                 n_records += 1
-                yield _make_candidate(source, record, candidate_id, item, cfg)
+                made = _make_candidate(source, record, candidate_id, item, cfg)
+                if notes and isinstance(made, Candidate):
+                    made.meta["notes"], notes = notes, []
+                yield made
             if n_records == 0:
                 yield Failure(source, "", "candidates", f"no records in this {kind} file (empty or blank)", id=stem)
     except _BadFile as exc:
@@ -553,6 +747,7 @@ def _make_candidate(source: str, record: str, candidate_id: str, item, cfg: Cand
     if isinstance(item, _BadRecord):
         return Failure(source, record, "candidates", str(item), id=candidate_id)
     if isinstance(item, Structure):
+        _plain_site_properties(item)
         structure, composition = item, item.composition
         problem = structure_problem(
             item,
@@ -568,6 +763,29 @@ def _make_candidate(source: str, record: str, candidate_id: str, item, cfg: Cand
     if problem:
         return Failure(source, record, "candidates", problem, id=candidate_id)
     return Candidate(candidate_id, source, record, composition, structure, content_hash)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _plain_site_properties(structure: Structure) -> None:
+    """Site properties as plain lists and numbers (selective-dynamics flags, velocities and ASE arrays come
+    as numpy arrays, which JSON cannot write); one that still is not JSON is dropped."""
+    for key in list(structure.site_properties):
+        values = [_plain(v) for v in structure.site_properties[key]]
+        try:
+            json.dumps(values)
+        except (TypeError, ValueError):
+            structure.remove_site_property(key)
+            continue
+        structure.add_site_property(key, values)
 
 
 def read_candidates(
@@ -623,4 +841,6 @@ __all__ = [
     "sha256_file",
     "file_kind",
     "display_path",
+    "plain_formula",
+    "uncompressed_name",
 ]

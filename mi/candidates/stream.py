@@ -4,18 +4,22 @@ A screen of millions reads them lazily, file by file (one file is read whole, as
 chunks. Duplicate ids are found with a set of 16-byte id digests (16 bytes per candidate, not the
 candidate), and the first occurrence that a duplicate's message names is looked up afterwards in one more
 pass over the sources, only when there are duplicates.
+
+The stream also keeps the read summary: files seen, read (at least one candidate) and refused (none), the
+refused ones counted by reason, and the files of source folders that are not candidate files.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 
 from mi.candidates.base import Candidate, Failure
-from mi.candidates.readers import expand_sources, iter_file, iter_generated
+from mi.candidates.readers import display_path, expand_sources, iter_file, iter_generated
 from mi.config import CandidatesConfig
 from mi.errors import InputError
 
@@ -54,10 +58,22 @@ class SeenIds:
 
 
 def _streams(cfg: CandidatesConfig, resolve: Callable[[str], Path], files: Iterable[Path]):
+    """(file or None for generated candidates, Candidate | Failure)."""
     for path in files:
-        yield from iter_file(path, cfg)
+        for item in iter_file(path, cfg):
+            yield path, item
     if cfg.generate is not None:
-        yield from iter_generated(cfg, resolve)
+        for item in iter_generated(cfg, resolve):
+            yield None, item
+
+
+MAX_NOTED_FILES = 5  # skipped files named in a note; the summary counts all
+
+
+def reason_kind(reason: str) -> str:
+    """A failure reason without its particulars (offsets, values, names): what the read summary counts by."""
+    head = re.split(r"[:(]", reason, maxsplit=1)[0].strip()
+    return re.sub(r"\d+", "N", head) or "unreadable"
 
 
 class CandidateStream:
@@ -78,15 +94,37 @@ class CandidateStream:
     ) -> None:
         self.cfg = cfg
         self.resolve = resolve
-        self.files = expand_sources(cfg.sources, resolve) if files is None else list(files)
+        self.skipped_files: list[Path] = []
+        self.files = expand_sources(cfg.sources, resolve, self.skipped_files) if files is None else list(files)
         self.strict = strict
         self.failures: list[Failure] = []
+        self.notes: list[str] = []
         self.read = 0
+        self.files_read = 0
+        self.files_refused: dict[str, int] = {}
         self._duplicates: dict[str, list[int]] = {}  # id -> positions in `failures` waiting for a message
+
+    def _count_file(self, path: Path | None, candidates: int, first_failure: Failure | None) -> None:
+        if path is None:
+            return
+        if candidates:
+            self.files_read += 1
+        else:
+            kind = reason_kind(first_failure.reason) if first_failure else "no records"
+            self.files_refused[kind] = self.files_refused.get(kind, 0) + 1
 
     def __iter__(self) -> Iterator[Candidate]:
         seen = SeenIds()
-        for item in _streams(self.cfg, self.resolve, self.files):
+        current, n_candidates, first_failure = None, 0, None
+        for path, item in _streams(self.cfg, self.resolve, self.files):
+            if path != current:
+                self._count_file(current, n_candidates, first_failure)
+                current, n_candidates, first_failure = path, 0, None
+            if isinstance(item, Candidate):
+                n_candidates += 1
+                self.notes.extend(item.meta.get("notes", ()))
+            elif first_failure is None:
+                first_failure = item
             if isinstance(item, Candidate) and not seen.add(item.id):
                 if self.strict:
                     where = f"{item.source}" + (f", {item.record}" if item.record else "")
@@ -103,6 +141,38 @@ class CandidateStream:
                 continue
             self.read += 1
             yield item
+        self._count_file(current, n_candidates, first_failure)
+        self.notes = [*self.skipped_note(), *self.notes]
+
+    def summary(self) -> dict:
+        """The read summary for the manifest's counts (valid once the stream has been read)."""
+        return {
+            "files_seen": len(self.files) + len(self.skipped_files),
+            "files_read": self.files_read,
+            "files_refused": dict(sorted(self.files_refused.items())),
+            "files_skipped_not_candidates": len(self.skipped_files),
+        }
+
+    def summary_line(self) -> str:
+        """The read summary in one line, for the log."""
+        refused = sum(self.files_refused.values())
+        by_reason = "; ".join(f"{n} {kind}" for kind, n in sorted(self.files_refused.items()))
+        return (
+            f"read {self.read} candidates: {len(self.files) + len(self.skipped_files)} files seen, "
+            f"{self.files_read} read, {refused} refused{f' ({by_reason})' if by_reason else ''}, "
+            f"{len(self.skipped_files)} not candidate files; {len(self.failures)} read failures"
+        )
+
+    def skipped_note(self) -> list[str]:
+        """A note naming the files of source folders that were not read (not candidate files)."""
+        if not self.skipped_files:
+            return []
+        names = ", ".join(display_path(p) for p in self.skipped_files[:MAX_NOTED_FILES])
+        more = len(self.skipped_files) - MAX_NOTED_FILES
+        return [
+            f"{len(self.skipped_files)} files in source folders are not candidate files and were not read: "
+            f"{names}{f' and {more} more' if more > 0 else ''}"
+        ]
 
     def finish(self) -> list[Failure]:
         """The failures, with each duplicate's message naming where its id was first read."""
@@ -119,7 +189,7 @@ class CandidateStream:
     def _first_occurrences(self, wanted: set[str]) -> dict[str, Candidate]:
         """The first candidate read with each of these ids (one more pass over the sources)."""
         first: dict[str, Candidate] = {}
-        for item in _streams(self.cfg, self.resolve, self.files):
+        for _, item in _streams(self.cfg, self.resolve, self.files):
             if isinstance(item, Candidate) and item.id in wanted and item.id not in first:
                 first[item.id] = item
                 if len(first) == len(wanted):
@@ -143,4 +213,4 @@ def chunked(items: Iterable, size: int) -> Iterator[list]:
         yield chunk
 
 
-__all__ = ["CandidateStream", "SeenIds", "chunked"]
+__all__ = ["CandidateStream", "SeenIds", "chunked", "reason_kind"]

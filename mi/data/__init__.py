@@ -15,7 +15,7 @@ import pandas as pd
 
 from mi.errors import InputError
 
-ELEMENT_FACTS_VERSION = "2026.11.1"
+ELEMENT_FACTS_VERSION = "2026.12.1"
 PACKAGED_ELEMENT_FACTS = "element_facts.csv"
 
 REQUIRED_COLUMNS = ("element", "price_usd_per_kg")
@@ -24,6 +24,7 @@ NUMERIC_COLUMNS = {
     "price_usd_per_kg": (0.0, math.inf),
     "top_mine_share_pct": (0.0, 100.0),
     "china_refining_share_pct": (0.0, 100.0),
+    "world_mine_production_t": (0.0, math.inf),
     "co2_kg_per_kg": (0.0, math.inf),
     "hhi_production": (0.0, 10000.0),
     "hhi_reserve": (0.0, 10000.0),

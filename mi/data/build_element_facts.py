@@ -7,8 +7,9 @@
 Sources (ids as in SOURCES.md):
 
 * ``<reference>/element_facts.csv`` (default ``../shared/reference`` from the repository root): prices,
-  mine and refining shares, EU/US critical-list status, CO2, with source ids S1-S7 per row. Its numbers are
-  copied as text, unchanged. Its prices all come from USGS MCS 2026 (S1).
+  mine and refining shares, world mine production (t of contained element, with its year), EU/US
+  critical-list status, CO2, with source ids S1-S7 per row. Its numbers are copied as text, unchanged. Its
+  prices all come from USGS MCS 2026 (S1).
 * pymatgen's ``costdb_elements.csv`` (S8): fills the price where the reference has none, and adds a
   price-only row for each element the reference does not list. Such prices carry ``price_source=S8`` and
   the year and source named in that file's own citation.
@@ -45,6 +46,8 @@ COLUMNS = (
     "top_mine_country",
     "top_mine_share_pct",
     "china_refining_share_pct",
+    "world_mine_production_t",
+    "production_year",
     "eu_crm_2023",
     "us_critical_2022",
     "co2_kg_per_kg",

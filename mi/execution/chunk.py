@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
+import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -16,13 +18,16 @@ import pandas as pd
 
 from mi.candidates.base import Candidate, Failure
 from mi.config import ScreenConfig
+from mi.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 # Descriptor columns worth a researcher's eye in ranked.csv; the rest of the feature matrix stays internal.
 REPORTED_STRUCTURE_FEATURES = ("volume_per_atom_A3", "packing_fraction")
 STRUCTURE_COLUMN = "_structure_json"  # shards keep each kept row's structure for the top-k CIFs
 
-# Loaded surrogates by checkpoint label, one per process: a worker or Ray task loads its model once.
-_SURROGATES: dict[tuple[str, str], object] = {}
+# Loaded screen models by their references, one set per process: a worker or Ray task loads them once.
+_SURROGATES: dict[tuple, object] = {}
 
 
 @dataclass
@@ -37,6 +42,7 @@ class ChunkResult:
     notes: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     removed: dict[str, int] = field(default_factory=dict)
+    removed_rows: list[dict] = field(default_factory=list)  # one per row a constraint dropped (removed.csv)
     seconds: float = 0.0
 
 
@@ -48,16 +54,13 @@ def chunk_key(candidates: Sequence[Candidate]) -> str:
     return "sha256:" + h.hexdigest()
 
 
-def get_surrogate(label: str, device: str):
-    """The checkpoint `label` loaded once per process and moved to `device`."""
-    from mi.models.checkpoint import load_checkpoint
-    from mi.models.device import resolve_device
+def get_surrogate(refs: tuple):
+    """The screen's models (`mi.models.screen_models.ModelRef`s) loaded once per process."""
+    from mi.models.screen_models import ScreenModels
 
-    key = (label, device)
+    key = tuple(refs)
     if key not in _SURROGATES:
-        surrogate = load_checkpoint(label)
-        surrogate.to(resolve_device(device))
-        _SURROGATES[key] = surrogate
+        _SURROGATES[key] = ScreenModels.load(refs)
     return _SURROGATES[key]
 
 
@@ -71,17 +74,18 @@ def process_chunk(
 ) -> ChunkResult:
     """Features, predictions, exact and derived properties and constraints for one chunk of candidates.
 
-    `surrogate` is a loaded `Surrogate`, or ``(checkpoint label, device)`` to load (once per process).
+    `surrogate` is the loaded `ScreenModels`, or a tuple of their `ModelRef`s to load (once per process).
     """
     from mi.data import load_element_facts
     from mi.features import featurize_with_config
     from mi.properties import compute_properties, derive_properties
-    from mi.ranking import apply_constraints
+    from mi.ranking import split_by_constraints
+    from mi.ranking.domain import drop_out_of_domain
 
     t0 = time.perf_counter()
     if isinstance(surrogate, tuple):
-        surrogate = get_surrogate(*surrogate)
-    sets = list(dict.fromkeys([*cfg.features.sets, *surrogate.spec.feature_sets]))
+        surrogate = get_surrogate(surrogate)
+    sets = list(dict.fromkeys([*cfg.features.sets, *surrogate.feature_sets]))
     featurized = featurize_with_config(
         candidates, sets, cfg.features, working_ion=cfg.properties.working_ion, resolve=cfg.resolve, progress=progress
     )
@@ -92,7 +96,9 @@ def process_chunk(
     element_table = (
         load_element_facts(cfg.resolve(cfg.properties.element_table)) if cfg.properties.element_table else None
     )
-    properties, property_failures, notes = compute_properties(survivors, cfg.properties, element_table)
+    properties, property_failures, notes = compute_properties(
+        survivors, cfg.properties, element_table, timeout_s=cfg.features.timeout_s
+    )
 
     base = pd.DataFrame(
         {"id": [c.id for c in survivors], "formula": [c.formula for c in survivors], "source": [c.source for c in survivors]}
@@ -107,7 +113,11 @@ def process_chunk(
     table, derived_notes = derive_properties(table, cfg.properties, element_table)
     table = table.reset_index(drop=True)
     rows_in = len(table)
-    kept, removed = apply_constraints(table, cfg.ranking.constraints)
+    kept, removed, removed_rows = split_by_constraints(table, cfg.ranking.constraints)
+    kept, dropped, dropped_rows = drop_out_of_domain(kept, cfg.ranking)  # ranking.out_of_domain: drop
+    removed = {**removed, **dropped}
+    if len(dropped_rows):
+        removed_rows = pd.concat([removed_rows, dropped_rows], ignore_index=True)
     kept = kept.reset_index(drop=True)
     structures = {c.id: c.structure for c in survivors if c.structure is not None}
     kept[STRUCTURE_COLUMN] = [
@@ -129,8 +139,98 @@ def process_chunk(
             "after_constraints": len(kept),
         },
         removed=removed,
+        removed_rows=removed_rows.to_dict("records"),
         seconds=time.perf_counter() - t0,
     )
 
 
-__all__ = ["ChunkResult", "REPORTED_STRUCTURE_FEATURES", "STRUCTURE_COLUMN", "chunk_key", "get_surrogate", "process_chunk"]
+# The stage a chunk stopped in: by the call in `process_chunk` that raised (its source line), else by the
+# innermost mi module the exception passed through.
+_CALLS = (
+    ("featurize", "features"),
+    ("surrogate", "surrogate"),
+    ("predict", "surrogate"),
+    ("compute_properties", "properties"),
+    ("derive_properties", "properties"),
+    ("load_element_facts", "properties"),
+    ("constraints", "constraints"),
+    ("out_of_domain", "constraints"),
+    ("json.dumps", "export"),
+)
+_MODULES = (
+    ("mi.features", "features"),
+    ("mi.models", "surrogate"),
+    ("mi.properties", "properties"),
+    ("mi.data", "properties"),
+    ("mi.ranking", "constraints"),
+)
+
+
+def _stage_of(exc: BaseException) -> str:
+    import linecache
+
+    stage = "screen"
+    for frame, line_number in traceback.walk_tb(exc.__traceback__):
+        if frame.f_code is process_chunk.__code__:
+            line = linecache.getline(frame.f_code.co_filename, line_number)
+            called = next((name for key, name in _CALLS if key in line), None)
+            if called:
+                return called
+        module = str(frame.f_globals.get("__name__", ""))
+        stage = next((name for prefix, name in _MODULES if module.startswith(prefix)), stage)
+    return stage
+
+
+def failed_chunk(index: int, candidates: Sequence[Candidate], exc: BaseException) -> ChunkResult:
+    """The result of a chunk that raised: every one of its candidates becomes a failure naming the stage
+    and the error, so that the run goes on and nothing vanishes."""
+    stage = _stage_of(exc)
+    text = " ".join(str(exc).split())[:300]
+    reason = (
+        f"the {stage} stage failed for this candidate's chunk of {len(candidates)} "
+        f"({type(exc).__name__}: {text or 'no message'}); the chunk's candidates are not ranked"
+    )
+    failures = [Failure(c.source, c.record, stage, reason, id=c.id) for c in candidates]
+    empty = pd.DataFrame({"id": pd.Series(dtype=object), "formula": pd.Series(dtype=object),
+                          "source": pd.Series(dtype=object), STRUCTURE_COLUMN: pd.Series(dtype=object)})
+    return ChunkResult(
+        index=index,
+        key=chunk_key(candidates),
+        table=empty,
+        feature_failures=failures if stage == "features" else [],
+        property_failures=[] if stage == "features" else failures,
+        notes=[f"chunk {index}: the {stage} stage raised {type(exc).__name__}; its {len(candidates)} candidates failed"],
+        counts={"candidates": len(candidates), "rows": 0, "after_constraints": 0},
+    )
+
+
+def run_chunk(
+    index: int,
+    candidates: Sequence[Candidate],
+    cfg: ScreenConfig,
+    surrogate,
+    *,
+    progress: bool = False,
+) -> ChunkResult:
+    """`process_chunk`, with an exception in any stage turned into failures for the chunk's candidates
+    (`failed_chunk`) instead of a lost run. A ConfigError (a constraint on a column no stage makes) is the
+    config's fault, not the candidates': it still stops the run."""
+    try:
+        return process_chunk(index, candidates, cfg, surrogate, progress=progress)
+    except ConfigError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any stage, any library: the chunk fails, the run goes on
+        log.warning("chunk %d failed", index, exc_info=True)
+        return failed_chunk(index, candidates, exc)
+
+
+__all__ = [
+    "ChunkResult",
+    "REPORTED_STRUCTURE_FEATURES",
+    "STRUCTURE_COLUMN",
+    "chunk_key",
+    "failed_chunk",
+    "get_surrogate",
+    "process_chunk",
+    "run_chunk",
+]

@@ -6,20 +6,16 @@ number of candidates; results come back in completion order and are written as s
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
-import os
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 
 from mi.candidates.base import Candidate
 from mi.config import ScreenConfig
-from mi.execution.chunk import ChunkResult, process_chunk
-
-
-def resolve_workers(workers: int | str) -> int:
-    if workers == "auto":
-        return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
-    return int(workers)
+from mi.errors import ConfigError
+from mi.execution.chunk import ChunkResult, failed_chunk, run_chunk
+from mi.features.engine import resolve_workers
 
 
 def single_process_config(cfg: ScreenConfig) -> ScreenConfig:
@@ -33,7 +29,7 @@ def run_local(
     chunks: Iterable[tuple[int, list[Candidate]]],
     cfg: ScreenConfig,
     surrogate,
-    checkpoint: tuple[str, str],
+    checkpoint: tuple,
     *,
     workers: int | str = 1,
     progress: bool = False,
@@ -41,28 +37,50 @@ def run_local(
     """ChunkResults of `chunks` (``(index, candidates)`` pairs), in completion order.
 
     One worker: in this process with the loaded `surrogate`. More: worker processes that load the
-    checkpoint ``(label, device)`` once each.
+    models from their references (`ModelRef`s) once each. ``"auto"``: one per core (`resolve_workers`),
+    but in this process when there is only one chunk (a worker takes seconds to start: it imports mi and
+    loads the models). Rows are the same whichever: every stage of a chunk works row by row.
     """
     n = resolve_workers(workers)
+    if workers == "auto" and n > 1:
+        chunks = iter(chunks)
+        ahead = list(itertools.islice(chunks, 2))
+        if len(ahead) < 2:
+            n = 1
+        chunks = itertools.chain(ahead, chunks)
     if n <= 1:
         for index, candidates in chunks:
-            yield process_chunk(index, candidates, cfg, surrogate, progress=progress)
+            yield run_chunk(index, candidates, cfg, surrogate, progress=progress)
         return
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
     worker_cfg = single_process_config(cfg)
     with ProcessPoolExecutor(max_workers=n, mp_context=context) as pool:
+        jobs: dict[Future, tuple[int, list[Candidate]]] = {}
         pending: set[Future] = set()
         for index, candidates in chunks:
-            pending.add(pool.submit(process_chunk, index, candidates, worker_cfg, checkpoint))
+            future = pool.submit(run_chunk, index, candidates, worker_cfg, checkpoint)
+            jobs[future] = (index, candidates)
+            pending.add(future)
             if len(pending) >= 2 * n:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
-                    yield future.result()
+                    yield _result(future, jobs.pop(future))
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
-                yield future.result()
+                yield _result(future, jobs.pop(future))
+
+
+def _result(future: Future, job: tuple[int, list[Candidate]]) -> ChunkResult:
+    """The chunk's result; what went wrong outside `run_chunk` (a result that cannot be sent back, a
+    worker that died) makes the chunk's candidates failures too. A ConfigError still stops the run."""
+    try:
+        return future.result()
+    except ConfigError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        return failed_chunk(*job, exc)
 
 
 __all__ = ["resolve_workers", "run_local", "single_process_config"]

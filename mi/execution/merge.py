@@ -37,7 +37,8 @@ from mi.config import Objective, RankingConfig
 from mi.execution.chunk import STRUCTURE_COLUMN
 from mi.ranking import rank, usable_objectives
 from mi.ranking.constraints import numeric_column
-from mi.ranking.pareto import crowding_distance, pareto_ranks
+from mi.ranking.domain import flag_columns, penalized
+from mi.ranking.pareto import crowding_distance, pareto_front, pareto_ranks
 from mi.ranking.score import _erfc, optimistic_values
 
 RANKING_COLUMNS = ("rank", "score", "ucb_score", "pareto_rank", "crowding_distance")
@@ -192,12 +193,15 @@ def _merge_streaming(
     kappa = cfg.ucb_kappa
     value_cols = list(dict.fromkeys(o.column for o in objectives))
     std_cols = [f"{c}_std" for c in value_cols if kappa is not None and f"{c}_std" in columns]
-    read_cols = list(dict.fromkeys(["id", *value_cols, *std_cols]))
+    read_cols = list(dict.fromkeys(["id", *value_cols, *std_cols, *flag_columns(value_cols, columns)]))
 
+    # out-of-domain values score as the worst (ranking.out_of_domain: penalize), as in `mi.ranking.rank`
     def objective_arrays(frame: pd.DataFrame, objs: Sequence[Objective]) -> list[np.ndarray]:
+        frame = penalized(frame, objs, cfg.out_of_domain)
         return [numeric_column(frame, o.column, o.column) for o in objs]
 
     def optimistic_arrays(frame: pd.DataFrame, objs: Sequence[Objective]) -> list[np.ndarray]:
+        frame = penalized(frame, objs, cfg.out_of_domain)
         return [optimistic_values(frame, o, kappa, f"ranking.objectives[{i}].column") for i, o in enumerate(objs)]
 
     # Pass 1: statistics.
@@ -242,10 +246,10 @@ def _merge_streaming(
         score, ucb, values = scored(frame)
         key = np.round(ucb if by_ucb else score, 12)
         best = np.sort(np.concatenate([best, key]))[::-1][: cfg.top_k]
-        local = pareto_ranks(values, maximise) == 1
+        local = pareto_front(values, maximise)  # O(rows x front), not O(rows^2)
         ids = [*front_ids, *frame["id"].astype(str).to_numpy()[local]]
         pool = np.vstack([front_values, values[local]])
-        merged = pareto_ranks(pool, maximise) == 1
+        merged = pareto_front(pool, maximise)
         front_ids = [i for i, m in zip(ids, merged) if m]
         front_values = pool[merged]
     threshold = float(best[-1]) if len(best) >= cfg.top_k else -math.inf

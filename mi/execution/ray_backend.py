@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator
 from mi.candidates.base import Candidate
 from mi.config import ScreenConfig
 from mi.errors import ConfigError
-from mi.execution.chunk import ChunkResult, process_chunk
+from mi.execution.chunk import ChunkResult, run_chunk
 from mi.execution.local import single_process_config
 
 
@@ -35,18 +35,18 @@ def import_ray():
     return ray
 
 
-def _chunk_task(index: int, candidates: list[Candidate], cfg: ScreenConfig, checkpoint: tuple[str, str]) -> ChunkResult:
+def _chunk_task(index: int, candidates: list[Candidate], cfg: ScreenConfig, checkpoint: tuple) -> ChunkResult:
     import torch
 
     # A task owns the CPUs Ray gave it, not the whole node: keep torch from oversubscribing them.
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1") or 1)))
-    return process_chunk(index, candidates, cfg, checkpoint)
+    return run_chunk(index, candidates, cfg, checkpoint)
 
 
 def run_ray(
     chunks: Iterable[tuple[int, list[Candidate]]],
     cfg: ScreenConfig,
-    checkpoint: tuple[str, str],
+    checkpoint: tuple,
 ) -> Iterator[ChunkResult]:
     """ChunkResults of `chunks` computed as Ray tasks, in completion order."""
     ray = import_ray()

@@ -73,6 +73,7 @@ def write_shard(run_dir: Path, result: ChunkResult) -> dict:
         "notes": list(result.notes),
         "counts": dict(result.counts),
         "removed": dict(result.removed),
+        "removed_rows": list(result.removed_rows),
         "seconds": round(result.seconds, 3),
     }
     atomic_write_json(record_path, record)

@@ -10,6 +10,7 @@ from mi.export.atomic import (
     to_jsonable,
 )
 from mi.export.rundir import (
+    acquire_run_lock,
     build_manifest,
     column_order,
     format_top_table,
@@ -17,6 +18,7 @@ from mi.export.rundir import (
     looks_like_run_dir,
     make_run_id,
     new_run_dir,
+    open_run_dir,
     package_versions,
     prepare_out_dir,
     safe_file_stem,
@@ -26,10 +28,12 @@ from mi.export.rundir import (
     write_failures,
     write_manifest,
     write_ranked,
+    write_removed,
     write_top_cifs,
 )
 
 __all__ = [
+    "acquire_run_lock",
     "atomic_write_bytes",
     "atomic_write_csv",
     "atomic_write_json",
@@ -41,6 +45,7 @@ __all__ = [
     "looks_like_run_dir",
     "make_run_id",
     "new_run_dir",
+    "open_run_dir",
     "package_versions",
     "prepare_out_dir",
     "safe_file_stem",
@@ -51,5 +56,6 @@ __all__ = [
     "write_failures",
     "write_manifest",
     "write_ranked",
+    "write_removed",
     "write_top_cifs",
 ]

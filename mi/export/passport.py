@@ -3,8 +3,9 @@
 A record follows the data clusters of the EU battery passport (Regulation (EU) 2023/1542, Annex XIII;
 Battery Pass content guidance) as far as they make sense for a screened material: identity, materials
 and composition (critical raw materials), supply chain (concentration flags), carbon footprint,
-circularity (recycled-content minimums and recovery targets for 2031) and performance. It is a screening
-record of a candidate *material*, not a regulatory passport of a battery.
+circularity (recycled-content minimums and recovery targets for 2031) and performance, plus the scale-up
+demand at the configured market scenario (`mi.properties.demand`). It is a screening record of a candidate
+*material*, not a regulatory passport of a battery.
 
 Element-level facts come from the element table the run used; whole-material figures from the ranked
 row when the run computed them, from `mi.properties.supply` otherwise. Unknown facts are null, with the
@@ -26,7 +27,7 @@ from mi.candidates.base import Failure
 from mi.config import PropertiesConfig
 from mi.export.atomic import atomic_write_json, to_jsonable
 from mi.export.rundir import PASSPORT_DIR, safe_file_stem
-from mi.properties import supply
+from mi.properties import demand, supply
 
 PASSPORT_VERSION = 1
 SUPPLY_FACTS = ("top_mine_share_pct", "china_refining_share_pct", "hhi_production")  # gaps listed per record
@@ -38,6 +39,7 @@ ELEMENT_COLUMNS = (
     "top_mine_country",
     "top_mine_share_pct",
     "china_refining_share_pct",
+    "world_mine_production_t",
     "hhi_production",
     "hhi_reserve",
     "eu_crm_2023",
@@ -83,6 +85,37 @@ def _row_or(row: Mapping[str, Any], column: str, compute) -> Any:
     return None if isinstance(value, float) and math.isnan(value) else value
 
 
+def demand_record(
+    row: Mapping[str, Any], comp: Composition, table: pd.DataFrame, cfg: PropertiesConfig
+) -> dict[str, Any]:
+    """Tonnes a year of each element at the scenario and its share of world mine output, from the row's
+    specific energy (`mi.properties.demand`); empty, with the reason, when the row has none."""
+    scenario = cfg.demand
+    energy = _value(row, "specific_energy_Wh_kg")
+    record: dict[str, Any] = {
+        "scenario": {"twh_per_year": scenario.twh_per_year, "share": scenario.share},
+        "specific_energy_Wh_kg": energy,
+        "basis": "theoretical specific energy of the active material (capacity x voltage), every releasable "
+        "working ion: a lower bound on the tonnes a real cell needs; supply share against world mine "
+        "production of the element table",
+    }
+    if energy is None or not energy > 0:
+        return {**record, "elements": [], "max_supply_share": None, "limiting_element": None, "statement": None,
+                "missing": "no specific energy (no voltage, or no capacity)"}
+    demands = demand.element_demand(comp, float(energy), table, scenario)
+    share, element = demand.limiting(demands)
+    year = next((d.production_year for d in demands if d.element == element), None)
+    return {
+        **record,
+        "elements": demand.records(demands),
+        "max_supply_share": None if element is None else share,
+        "max_supply_share_std": _value(row, "max_supply_share_std"),
+        "limiting_element": element,
+        "statement": None if element is None else demand.need_sentence(share, element, year, scenario),
+        "elements_without_production": sorted(d.element for d in demands if math.isnan(d.supply_share)),
+    }
+
+
 def passport_file_name(cid: str, taken: set[str]) -> str:
     """``<id>.json`` with the id made safe for file names; ``<id>_2.json`` ... if two ids end up alike."""
     stem = safe_file_stem(cid)
@@ -107,7 +140,8 @@ def build_passport(
         elements.append({"element": element, "mass_fraction": w[element], **facts})
     unknown = {c: supply.missing_facts(comp, table, c) for c in ELEMENT_COLUMNS}
     feoc = supply.feoc_elements(comp, table, s.feoc_china_refining_pct, s.min_mass_fraction)
-    crma = supply.crma_elements(comp, table, s.crma_top_country_pct, s.min_mass_fraction)
+    crma_findings = supply.crma_findings(comp, table, s.crma_top_country_pct, s.min_mass_fraction)
+    crma = sorted({f.element for f in crma_findings})
     crm = supply.eu_crm_elements(comp, table)
     co2 = _row_or(row, "co2_kg_per_kg", lambda: supply.co2_kg_per_kg(comp, table))
     co2_low = _row_or(row, "co2_lower_bound_kg_per_kg", lambda: supply.co2_lower_bound_kg_per_kg(comp, table))
@@ -146,8 +180,13 @@ def build_passport(
             f"> {s.feoc_china_refining_pct:g}%",
             "crma_concentration_flag": bool(crma),
             "crma_concentration_elements": crma,
-            "crma_rule": f"an element with mass fraction >= {s.min_mass_fraction:g} whose top mining country holds "
-            f"> {s.crma_top_country_pct:g}%",
+            "crma_concentration": [str(f) for f in crma_findings],
+            "crma_findings": [
+                {"element": f.element, "stage": f.stage, "country": f.country, "share_pct": f.share_pct}
+                for f in crma_findings
+            ],
+            "crma_rule": f"an element with mass fraction >= {s.min_mass_fraction:g} whose top mining country, or "
+            f"China at refining, holds > {s.crma_top_country_pct:g}%",
             "unknown": {k: v for k, v in unknown.items() if v and k in SUPPLY_FACTS},
         },
         "carbon_footprint": {
@@ -171,6 +210,7 @@ def build_passport(
             "cost_usd_kwh": _value(row, "cost_usd_kwh"),
             "cost_usd_kwh_std": _value(row, "cost_usd_kwh_std"),
         },
+        "scale_up_demand": demand_record(row, comp, table, cfg),
         "performance": {c: _value(row, c) for c in PERFORMANCE_COLUMNS if c in row},
         "provenance": {
             "mi_version": mi.__version__,

@@ -68,14 +68,116 @@ def _numeric(frame: pd.DataFrame, column: str) -> np.ndarray:
     return pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
 
+# What a column means and its unit, for axis labels and titles: a figure must say what it shows.
+COLUMN_MEANINGS = {
+    "capacity_mAh_g": "theoretical gravimetric capacity [mAh/g]",
+    "capacity_redox_mAh_g": "theoretical capacity, redox-limited [mAh/g]",
+    "capacity_formula_mAh_g": "theoretical capacity, every working ion [mAh/g]",
+    "capacity_mAh_cm3": "theoretical volumetric capacity [mAh/cm³]",
+    "specific_energy_Wh_kg": "theoretical specific energy of the active material [Wh/kg] (not a cell value)",
+    "energy_density_Wh_L": "theoretical energy density of the active material [Wh/L] (not a cell value)",
+    "cost_usd_kg": "raw-material cost of the elements [USD per kg of material]",
+    "cost_usd_kwh": "raw-material cost per kWh of theoretical energy [USD/kWh] (not a cell cost)",
+    "co2_kg_per_kg": "cradle-to-gate CO2 of the elements [kg CO2e per kg]",
+    "co2_lower_bound_kg_per_kg": "CO2 lower bound, elements with a factor [kg CO2e/kg]",
+    "co2_kg_per_kwh": "CO2 of the elements per kWh of theoretical energy [kg CO2e/kWh]",
+    "supply_risk": "supply risk [0-1, higher is riskier]",
+    "formation_enthalpy_eV_atom": "formation enthalpy [eV/atom]",
+    "formation_energy_eV_atom": "formation energy [eV/atom]",
+    "e_hull_eV_atom": "energy above the convex hull [eV/atom]",
+    "voltage_V": "average voltage vs the working-ion metal [V]",
+    "esw_oxidation_V": "stability window, oxidation limit [V vs the working-ion metal]",
+    "esw_reduction_V": "stability window, reduction limit [V vs the working-ion metal]",
+    "log10_conductivity_S_cm": "ionic conductivity [log10 of S/cm]",
+    "density_g_cm3": "density [g/cm³]",
+    "volume_per_atom_A3": "volume per atom [Å³]",
+    "packing_fraction": "packing fraction [0-1]",
+    "rank": "rank [1 = best]",
+    "score": "weighted score [0-1]",
+}
+_UNIT_SUFFIXES = (
+    ("_eV_atom", "eV/atom"), ("_mAh_g", "mAh/g"), ("_mAh_cm3", "mAh/cm³"), ("_Wh_kg", "Wh/kg"), ("_Wh_L", "Wh/L"),
+    ("_usd_kg", "USD/kg"), ("_usd_kwh", "USD/kWh"), ("_g_cm3", "g/cm³"), ("_A3", "Å³"), ("_S_cm", "S/cm"),
+    ("_kg_per_kg", "kg/kg"), ("_kg_per_kwh", "kg/kWh"), ("_pct", "%"), ("_V", "V"), ("_A", "Å"),
+)
+
+
+def column_meaning(column: str) -> str:
+    """What `column` holds and its unit (``[...]``), from `COLUMN_MEANINGS` or the unit its name ends in;
+    the bare name when neither says."""
+    if column in COLUMN_MEANINGS:
+        return COLUMN_MEANINGS[column]
+    base = column[: -len("_std")] if column.endswith("_std") else column
+    for suffix, unit in _UNIT_SUFFIXES:
+        if base.endswith(suffix):
+            words = base[: -len(suffix)].replace("_", " ")
+            return f"{'std of ' if base != column else ''}{words} [{unit}]"
+    return column
+
+
 def _label(column: str, direction: str | None = None) -> str:
-    arrow = {"max": " (higher is better)", "min": " (lower is better)"}.get(direction or "", "")
-    return column + arrow
+    """An axis label: the meaning with its unit, then the column name and which way is better."""
+    arrow = {"max": ", higher is better", "min": ", lower is better"}.get(direction or "", "")
+    meaning = column_meaning(column)
+    return f"{meaning}\n({column}{arrow})" if meaning != column else f"{column}{arrow}"
 
 
-def pareto_figure(ranked: pd.DataFrame, objectives: Sequence[tuple[str, str]], top_k: int) -> tuple[str, str] | None:
-    """A PNG data URI of the objective pairs (at most three panels) with front 1 in red and the top-k
-    labelled, and a caption; None when there is nothing to plot."""
+MAX_LABELLED = 60  # numbered points per Pareto plot; more front points are listed in ranked.csv
+
+
+def _place_labels(
+    ax, points: Sequence[tuple[float, float, str]], fontsize: float, markers: np.ndarray | None = None
+) -> int:
+    """Write each text next to its point where it overlaps no label placed before and no marker (the
+    ``(n, 2)`` data coordinates `markers`), tried around the point at growing distances, with a leader line
+    when away from it; returns how many found no room."""
+    fig = ax.figure
+    fig.canvas.draw()  # the axes limits and transforms are final only after a draw
+    scale = fig.dpi / 72.0
+    height = fontsize * scale * 1.1
+    radius = 3.5 * scale  # a marker of size 46 pt² is about 7 pt across
+    drawn = ax.transData.transform(markers) if markers is not None and len(markers) else np.empty((0, 2))
+    placed: list[tuple[float, float, float, float]] = [(mx - radius, my - radius, mx + radius, my + radius)
+                                                       for mx, my in drawn]
+    frame = ax.get_window_extent()
+    skipped = 0
+    for x, y, text in points:
+        px, py = ax.transData.transform((x, y))
+        width = 0.62 * fontsize * scale * len(text) + 2
+        spot = None
+        for ring in (1.0, 2.2, 3.6, 5.2):
+            for dx, dy in ((1, 1), (1, -1), (-1, 1), (-1, -1), (0, 1.4), (0, -1.4), (1.4, 0), (-1.4, 0)):
+                ox, oy = dx * ring * 5 * scale, dy * ring * 5 * scale
+                left = px + ox if dx > 0 else px + ox - width if dx < 0 else px - width / 2
+                bottom = py + oy if dy > 0 else py + oy - height if dy < 0 else py - height / 2
+                box = (left, bottom, left + width, bottom + height)
+                inside = frame.x0 <= box[0] and box[2] <= frame.x1 and frame.y0 <= box[1] and box[3] <= frame.y1
+                if inside and all(box[2] < b[0] or box[0] > b[2] or box[3] < b[1] or box[1] > b[3] for b in placed):
+                    spot = (box, ring)
+                    break
+            if spot:
+                break
+        if spot is None:
+            skipped += 1
+            continue
+        box, ring = spot
+        placed.append(box)
+        tx, ty = ax.transData.inverted().transform(((box[0] + box[2]) / 2, (box[1] + box[3]) / 2))
+        ax.annotate(
+            text, (x, y), xytext=(tx, ty), textcoords="data", fontsize=fontsize, color=_TOP, ha="center",
+            va="center", arrowprops={"arrowstyle": "-", "color": "#95a5a6", "lw": 0.5} if ring > 1 else None,
+        )
+    return skipped
+
+
+def pareto_figure(
+    ranked: pd.DataFrame, objectives: Sequence[tuple[str, str]], top_k: int
+) -> tuple[str, str, pd.DataFrame] | None:
+    """A PNG data URI of the objective pairs (at most three panels) with front 1 in red, a caption, and
+    the numbered points: every Pareto-front and top-k candidate (at most `MAX_LABELLED`, best ranks
+    first) carries its rank as a number placed where it overprints no other, and the returned rows
+    (sorted by rank) are the legend table that names them. None when there is nothing to plot."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     usable = [(c, d) for c, d in objectives if c in ranked.columns and np.isfinite(_numeric(ranked, c)).any()]
@@ -84,36 +186,55 @@ def pareto_figure(ranked: pd.DataFrame, objectives: Sequence[tuple[str, str]], t
     pairs = [(usable[i], usable[j]) for i in range(len(usable)) for j in range(i + 1, len(usable))][:3]
     if not pairs:  # one objective: plot it against the rank
         pairs = [(("rank", "min"), usable[0])]
-    fig = Figure(figsize=(5.2 * len(pairs), 4.4))
+    fig = Figure(figsize=(5.6 * len(pairs), 4.8))
+    FigureCanvasAgg(fig)
     front = ranked["pareto_rank"].to_numpy() == 1 if "pareto_rank" in ranked.columns else np.zeros(len(ranked), bool)
     top = ranked["rank"].to_numpy() <= top_k if "rank" in ranked.columns else np.zeros(len(ranked), bool)
-    ids = ranked["id"].astype(str).to_numpy()
-    hidden = 0
+    numbers = (
+        pd.to_numeric(ranked["rank"], errors="coerce").to_numpy() if "rank" in ranked.columns
+        else np.arange(1, len(ranked) + 1, dtype=float)
+    )
+    marked = np.flatnonzero(front | top)
+    marked = marked[np.argsort(numbers[marked], kind="stable")][:MAX_LABELLED]
+    hidden, crowded = 0, 0
+    axes = []
     for k, ((xc, xd), (yc, yd)) in enumerate(pairs, start=1):
         ax = fig.add_subplot(1, len(pairs), k)
+        axes.append(ax)
         x, y = _numeric(ranked, xc), _numeric(ranked, yc)
         ok = np.isfinite(x) & np.isfinite(y)
         hidden = max(hidden, int((~ok).sum()))
         ax.scatter(x[ok & ~front], y[ok & ~front], s=28, color=_OTHER, alpha=0.6, label="dominated")
         ax.scatter(x[ok & front], y[ok & front], s=46, color=_FRONT, edgecolor="black", linewidth=0.5,
                    label="Pareto front (rank 1)", zorder=3)
-        for i in np.flatnonzero(ok & top):
-            ax.annotate(ids[i], (x[i], y[i]), fontsize=7, xytext=(4, 3), textcoords="offset points", color=_TOP)
-        ax.set_xlabel(_label(xc, xd), fontsize=9)
-        ax.set_ylabel(_label(yc, yd), fontsize=9)
+        ax.set_xlabel(_label(xc, xd), fontsize=8)
+        ax.set_ylabel(_label(yc, yd), fontsize=8)
         ax.grid(alpha=0.3)
         ax.tick_params(labelsize=8)
         if k == 1:
             ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
+    for ax, ((xc, _), (yc, _)) in zip(axes, pairs):
+        x, y = _numeric(ranked, xc), _numeric(ranked, yc)
+        points = [(x[i], y[i], f"{numbers[i]:.0f}") for i in marked if np.isfinite(x[i]) and np.isfinite(y[i])]
+        ok = np.isfinite(x) & np.isfinite(y)
+        crowded = max(crowded, _place_labels(ax, points, 7, np.column_stack([x[ok], y[ok]])))
     caption = (
         "Each panel plots two of the ranking objectives; red points are on the Pareto front over all "
-        f"{len(usable)} objectives (so a red point may look dominated in one projection). Top-{top_k} "
-        "candidates are labelled."
+        f"{len(usable)} objectives (so a red point may look dominated in one projection). Numbers are ranks: "
+        f"every Pareto-front and top-{top_k} candidate is numbered and named in the table below."
     )
+    n_front = int(front.sum())
+    if len(marked) < int((front | top).sum()):
+        caption += (
+            f" Only the {MAX_LABELLED} best-ranked of them are numbered; the other {n_front} front members are "
+            "the rows of ranked.csv with pareto_rank 1."
+        )
+    if crowded:
+        caption += f" Up to {crowded} numbers per panel found no free room and are left off; the table lists them."
     if hidden:
         caption += f" Up to {hidden} candidates lack a value on a panel's axes and are not drawn there."
-    return _png(fig), caption
+    return _png(fig), caption, ranked.iloc[marked]
 
 
 def distribution_figure(
@@ -141,11 +262,12 @@ def distribution_figure(
         bins = np.histogram_bin_edges(values[finite], bins=min(20, max(5, int(finite.sum()))))
         ax.hist([values[finite & ~top], values[finite & top]], bins=bins, stacked=True,
                 color=["#bdc3c7", _TOP], label=["others", f"top {top_k}"])
-        ax.set_title(column, fontsize=9)
+        ax.set_title(_label(column), fontsize=8)
         missing = int((~finite).sum())
         if missing:
             ax.text(0.98, 0.95, f"{missing} missing", transform=ax.transAxes, ha="right", va="top", fontsize=7,
                     color="#7f8c8d")
+        ax.set_ylabel("candidates", fontsize=7)
         ax.tick_params(labelsize=7)
         if k == 1:
             ax.legend(fontsize=7)
@@ -201,6 +323,26 @@ def _table(frame: pd.DataFrame, columns: Sequence[str], numeric: set[str] | None
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
 
 
+def _with_std(frame: pd.DataFrame, columns: Sequence[str]) -> tuple[pd.DataFrame, list[str]]:
+    """`frame` with each column that has a ``<c>_std`` companion written as ``value ± std`` text under the
+    header ``<c> ± std``, and the new column names (the others unchanged)."""
+    out = frame.copy()
+    names = []
+    for c in columns:
+        std = f"{c}_std"
+        if std not in frame.columns or c.endswith("_std"):
+            names.append(c)
+            continue
+        values, stds = _numeric(frame, c), _numeric(frame, std)
+        name = f"{c} ± std"
+        out[name] = [
+            (None if not np.isfinite(v) else f"{v:.4g} ± {sd:.2g}" if np.isfinite(sd) else f"{v:.4g}")
+            for v, sd in zip(values, stds)
+        ]
+        names.append(name)
+    return out, names
+
+
 def _chip(text: str, kind: str) -> str:
     return f'<span class="chip {kind}">{_e(text)}</span>'
 
@@ -242,7 +384,7 @@ def passport_card(record: Mapping[str, Any], file_name: str | None) -> str:
     chips = [
         _chip("FEOC exposed: " + ", ".join(sup["feoc_elements"]), "bad")
         if sup["feoc_exposed"] else _chip("no FEOC flag", "good"),
-        _chip("CRMA >65% one country: " + ", ".join(sup["crma_concentration_elements"]), "bad")
+        _chip("CRMA: " + "; ".join(sup.get("crma_concentration") or sup["crma_concentration_elements"]), "bad")
         if sup["crma_concentration_flag"] else _chip("no CRMA concentration flag", "good"),
         _chip("Co-free", "good") if mat["cobalt_free"] else _chip("contains Co", "warn"),
         _chip("Ni-free", "good") if mat["nickel_free"] else _chip("contains Ni", "warn"),
@@ -288,6 +430,85 @@ def passport_card(record: Mapping[str, Any], file_name: str | None) -> str:
 </section>"""
 
 
+# --- scale-up demand (mi.properties.demand) -----------------------------------------------------------
+
+
+def demand_figure(records: Sequence[tuple[str, Mapping[str, Any]]]) -> str | None:
+    """A PNG data URI: per top candidate (label, passport ``scale_up_demand``), bars of the supply share of
+    each element with a known world production, on a log axis with the world's output at 1; None when no
+    candidate has a share."""
+    from matplotlib.figure import Figure
+
+    shares = [
+        (label, {e["element"]: e["supply_share"] for e in rec["elements"] if e["supply_share"] is not None})
+        for label, rec in records
+    ]
+    shares = [(label, s) for label, s in shares if s]
+    if not shares:
+        return None
+    elements = sorted({e for _, s in shares for e in s}, key=lambda e: -max(s.get(e, 0) for _, s in shares))
+    fig = Figure(figsize=(min(12.0, 2.0 + 1.1 * len(shares) * max(1, len(elements)) / 2), 3.6))
+    ax = fig.add_subplot(1, 1, 1)
+    width = 0.8 / len(elements)
+    colours = ["#c0392b", "#2980b9", "#27ae60", "#8e44ad", "#d35400", "#16a085", "#7f8c8d"]
+    x = np.arange(len(shares))
+    for k, element in enumerate(elements):
+        values = [s.get(element, np.nan) for _, s in shares]
+        bars = ax.bar(x + (k - (len(elements) - 1) / 2) * width, values, width, label=element,
+                      color=colours[k % len(colours)])
+        ax.bar_label(bars, labels=["" if np.isnan(v) else f"{v:.2g}×" for v in values], fontsize=7, padding=1)
+    ax.axhline(1.0, color="black", linewidth=1, linestyle="--")
+    ax.set_yscale("log")
+    finite = [v for _, s in shares for v in s.values() if v > 0]
+    low, high = min([*finite, 1.0]) / 1.6, max([*finite, 1.0]) * 1.8
+    ax.set_ylim(low, high)
+    ticks = [m * 10.0**p for p in range(-4, 5) for m in (1, 3) if low <= m * 10.0**p <= high]
+    ax.set_yticks(ticks, [f"{t:g}×" for t in ticks])
+    ax.minorticks_off()
+    ax.set_xticks(x, [label for label, _ in shares], fontsize=8, rotation=20, ha="right")
+    ax.set_ylabel("demand / world mine output", fontsize=9)
+    ax.tick_params(labelsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, title="element", title_fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    return _png(fig)
+
+
+def demand_section(top_ids: Sequence[str], passports: Mapping[str, dict]) -> str:
+    """The scale-up section: one sentence per top candidate and the supply-share plot."""
+    records = [(cid, passports[cid]) for cid in top_ids if cid in passports and "scale_up_demand" in passports[cid]]
+    if not records:
+        return "<p class='na'>No passports, so no demand figures.</p>"
+    items, plotted = [], []
+    for cid, record in records:
+        rec = record["scale_up_demand"]
+        head = f"#{_fmt(record['identity']['rank'])} {_e(record['identity']['formula'])} <small>{_e(cid)}</small>: "
+        if rec.get("missing"):
+            items.append(f"<li>{head}<span class='na'>{_e(rec['missing'])}</span></li>")
+            continue
+        others = sorted(
+            (e for e in rec["elements"] if e["supply_share"] is not None and e["element"] != rec["limiting_element"]),
+            key=lambda e: -e["supply_share"],
+        )
+        tail = ", ".join(f"{e['element']} {e['supply_share']:.3g} x" for e in others)
+        unknown = rec.get("elements_without_production") or []
+        text = rec["statement"] or "no element of it has a world mine production figure"
+        extra = f" (also {tail})" if tail else ""
+        gaps = f" <span class='na small'>no production figure: {_e(', '.join(unknown))}</span>" if unknown else ""
+        items.append(f"<li>{head}{_e(text)}{_e(extra)}.{gaps}</li>")
+        plotted.append((f"#{record['identity']['rank']} {cid}", rec))
+    scenario = records[0][1]["scale_up_demand"]["scenario"]
+    figure = demand_figure(plotted)
+    figure_html = (
+        f'<figure><img alt="supply share per element" src="{figure}"><figcaption>Tonnes a year each top candidate '
+        f"would need at {scenario['share'] * 100:g}% of {scenario['twh_per_year']:g} TWh a year, over the "
+        "world's mine output of the element (dashed line: all of it). Only elements with a production figure in "
+        "the element table are drawn.</figcaption></figure>"
+        if figure else "<p class='na'>No top candidate has a supply share to plot.</p>"
+    )
+    return f'<ul class="notes">{"".join(items)}</ul>\n{figure_html}'
+
+
 _CSS = """
 body{font-family:-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif;margin:0;color:#222;background:#f6f7f9;line-height:1.45}
 main{max-width:1240px;margin:0 auto;padding:24px 28px 60px}
@@ -315,6 +536,50 @@ nav a{margin-right:14px;font-size:.9em}
 """
 
 
+def models_section(models: Sequence[Mapping[str, Any]], ranked: pd.DataFrame) -> str:
+    """The surrogates behind the predicted columns: a card per model, and which rows were out of its domain."""
+    if not models:
+        return "<p class='na'>No surrogate.</p>"
+    from mi.ranking.domain import out_of_domain_summary
+
+    outside = out_of_domain_summary(ranked)
+    parts = []
+    for model in models:
+        card = model.get("card", {})
+        training = card.get("training", {})
+        dataset = training.get("dataset", {})
+        metrics = training.get("metrics", {}).get("val", {})
+        rows = []
+        for column in model.get("columns", []):
+            m = metrics.get(column, {})
+            mae = f"{m['mae']:.3g}" if isinstance(m.get("mae"), (int, float)) else "–"
+            ids = outside.get(column, [])
+            shown = ", ".join(ids[:8]) + (f" and {len(ids) - 8} more" if len(ids) > 8 else "")
+            rows.append(
+                f"<tr><td><code>{_e(column)}</code></td><td class='num'>{_e(mae)}</td>"
+                f"<td class='num'>{len(ids)}</td><td>{_e(shown) or '–'}</td></tr>"
+            )
+        domain = card.get("domain") or {}
+        domain_text = (
+            f"out of domain: an element seen in fewer than {domain.get('min_element_rows')} training rows, a distance "
+            f"to the training rows beyond their {domain.get('percentile'):g}th percentile ({domain.get('space')}), or a "
+            f"std beyond that percentile of the validation rows' std"
+            if domain else "this checkpoint has no domain statistics: no row is flagged"
+        )
+        source = training.get("data") or dataset.get("name", "?")
+        parts.append(
+            f"<div class='card'><b>{_e(model.get('key'))}</b>: <code>{_e(model.get('checkpoint'))}</code> "
+            f"<span class='small'>({_e(card.get('model_kind', '?'))}, {_e(model.get('sha256', ''))[:19]}…)</span>"
+            f"<p class='small'>{_e(training.get('description', ''))} Trained on {_e(source)}: "
+            f"{_e(training.get('n_used', training.get('n_rows', '?')))} rows. "
+            f"Licence: {_e(training.get('licence', 'not stated'))}. {_e(training.get('attribution', ''))}</p>"
+            "<table><thead><tr><th>column</th><th>validation MAE</th><th>rows out of domain</th><th>which</th></tr>"
+            f"</thead><tbody>{''.join(rows)}</tbody></table><p class='small na'>{_e(domain_text)} "
+            f"(ranking.out_of_domain decides what ranking does with them).</p></div>"
+        )
+    return "".join(parts)
+
+
 def render_report(
     ranked: pd.DataFrame,
     cfg: ScreenConfig,
@@ -326,15 +591,18 @@ def render_report(
     failures: Sequence[Failure],
     passports: Mapping[str, dict],
     passport_files: Mapping[str, str],
+    models: Sequence[Mapping[str, Any]] = (),
 ) -> str:
     """The page as a string (`export_report` writes it)."""
     used = summary.get("objectives")
     objectives = [(o.column, o.direction) for o in cfg.ranking.objectives if used is None or o.column in used]
     top_k = cfg.ranking.top_k
     top = ranked.head(top_k)
+    n_removed = sum(int(v) for v in summary.get("removed", {}).values())
     kpis = [
         ("candidates read", counts.get("read", "?")),
         ("failed (any stage)", len(failures)),
+        ("removed by constraints", n_removed),
         ("after constraints", len(ranked)),
         ("on the Pareto front", int((ranked["pareto_rank"] == 1).sum()) if "pareto_rank" in ranked.columns else "–"),
     ]
@@ -361,10 +629,17 @@ def render_report(
     ) or "<li>none</li>"
 
     pareto = pareto_figure(ranked, objectives, top_k)
-    pareto_html = (
-        f'<figure><img alt="Pareto front" src="{pareto[0]}"><figcaption>{_e(pareto[1])}</figcaption></figure>'
-        if pareto else "<p class='na'>No objective has values to plot.</p>"
-    )
+    if pareto:
+        legend_columns = [c for c in ("rank", "id", "formula", "pareto_rank") if c in ranked.columns]
+        legend, legend_names = _with_std(pareto[2], [*legend_columns, *(c for c, _ in objectives)])
+        pareto_html = (
+            f'<figure><img alt="Pareto front: objectives plotted in pairs, front and top candidates numbered by rank" '
+            f'src="{pareto[0]}"><figcaption>{_e(pareto[1])}</figcaption></figure>'
+            f'<p class="small">The numbered points (number = rank):</p>'
+            + _table(legend, legend_names, {c for c in legend_names if c not in ("id", "formula")})
+        )
+    else:
+        pareto_html = "<p class='na'>No objective has values to plot.</p>"
     dist_columns = [c for c, _ in objectives] + list(DISTRIBUTION_COLUMNS)
     dist = distribution_figure(ranked, dist_columns, top_k)
     if dist:
@@ -387,21 +662,30 @@ def render_report(
         c for c in ("capacity_mAh_g", "cost_usd_kg", "supply_risk", "co2_lower_bound_kg_per_kg")
         if c in ranked.columns and _informative(ranked, c)
     ]
-    columns = list(dict.fromkeys([*lead, *objective_columns, *extra, *tail, *flags]))
+    # every predicted column (one with a _std companion), shown as value ± std
+    predicted = [c for c in ranked.columns if f"{c}_std" in ranked.columns and not str(c).endswith("_std")]
+    columns = list(dict.fromkeys([*lead, *objective_columns, *predicted, *extra, *tail, *flags]))
     columns = [c for c in columns if c in ranked.columns]
+    shown, columns = _with_std(top, columns)
     numeric = {c for c in columns if c not in ("id", "formula") and c not in flags}
-    table_html = _table(top, columns, numeric) if len(top) else "<p class='na'>No candidate passed the constraints.</p>"
+    table_html = (
+        _table(shown, columns, numeric) if len(top) else "<p class='na'>No candidate passed the constraints.</p>"
+    )
 
     cards = "".join(
         passport_card(passports[cid], passport_files.get(cid)) for cid in top["id"].astype(str) if cid in passports
     )
     notes_html = "".join(f"<li>{_e(n)}</li>" for n in notes) or "<li>none</li>"
-    # trusted markup: only a count is interpolated
+    # trusted markup: only counts are interpolated
     failure_note = (
         f'{len(failures)} inputs or stages failed; see <a href="failures.csv">failures.csv</a>.'
         if failures else "Nothing failed."
+    ) + (
+        f' {n_removed} candidates were removed by constraints; see <a href="removed.csv">removed.csv</a>.'
+        if n_removed else " No candidate was removed by a constraint."
     )
     table_version = next(iter(passports.values()))["provenance"].get("element_table") if passports else None
+    demand_html = demand_section(list(top["id"].astype(str)), passports)
     p = cfg.properties
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
@@ -411,7 +695,7 @@ def render_report(
 <div class="meta">run directory <code>{_e(run_dir)}</code> · mi {_e(mi.__version__)} · working ion {_e(p.working_ion)} ·
 capacity mode {_e(p.capacity_mode)} · element table {_e(table_version or 'packaged')}</div>
 <nav><a href="#ranking">ranking</a><a href="#pareto">Pareto front</a><a href="#distributions">distributions</a>
-<a href="#top">top {top_k}</a><a href="#passports">passports</a><a href="#notes">notes</a><a href="#methods">methods</a></nav>
+<a href="#top">top {top_k}</a><a href="#models">models</a><a href="#demand">scale-up demand</a><a href="#passports">passports</a><a href="#notes">notes</a><a href="#methods">methods</a></nav>
 <div class="kpis">{kpi_html}</div>
 
 <h2 id="ranking">How candidates were ranked</h2>
@@ -428,6 +712,12 @@ capacity mode {_e(p.capacity_mode)} · element table {_e(table_version or 'packa
 {table_html}
 <p class="small na">Full table: <a href="ranked.csv">ranked.csv</a>. Crowding distance is ∞ at the extremes of a front. {failure_note}</p>
 
+<h2 id="models">The models behind the predicted columns</h2>
+{models_section(models, ranked)}
+
+<h2 id="demand">Scale-up demand of the top {top_k}</h2>
+{demand_html}
+
 <h2 id="passports">Passports of the top {top_k}</h2>
 <p class="small">Screening records modelled on the EU battery passport data clusters (Regulation (EU) 2023/1542,
 Annex XIII) for a candidate material, not regulatory passports. Each is also in <code>{PASSPORT_DIR}/&lt;id&gt;.json</code>.</p>
@@ -443,14 +733,21 @@ oxidation headroom of the redox-active cations (starting states from pymatgen's 
 <em>formula</em> mode every working ion. Both are written (<code>capacity_redox_mAh_g</code>, <code>capacity_formula_mAh_g</code>).</li>
 <li><b>supply_risk</b> (0-1): mass-weighted max(production HHI, top-mining-share², China-refining-share²) / 10000.
 <b>FEOC exposed</b>: an element with mass fraction ≥ {p.supply.min_mass_fraction:g} whose China refining share exceeds
-{p.supply.feoc_china_refining_pct:g}%. <b>CRMA concentration</b>: such an element whose top mining country holds more than
-{p.supply.crma_top_country_pct:g}%. An unknown share raises no flag (see the notes).</li>
+{p.supply.feoc_china_refining_pct:g}%. <b>CRMA concentration</b>: such an element whose top mining country, or China at
+refining, holds more than {p.supply.crma_top_country_pct:g}% (the flag names stage and country). An unknown share raises
+no flag (see the notes).</li>
+<li><b>Scale-up demand</b>: kg of each element per kWh = mass fraction / theoretical specific energy (kWh/kg), times
+{p.demand.share:g} of {p.demand.twh_per_year:g} TWh a year, over the element's world mine production (IEA 2023 figures
+where the table has one; others unknown). Active material only, every releasable working ion: a lower bound.</li>
 <li><b>CO2</b>: mass-weighted cradle-to-gate factors of the elements (Nuss &amp; Eckelman 2014); missing when any
 element lacks a factor, with a lower bound over the known ones.</li>
 <li><b>Circularity</b>: EU Battery Regulation 2023/1542 — recycled-content minimums from 2031 (Co 16%, Li 6%, Ni 6%,
 Pb 85%) and material-recovery targets by end-2031 (Co, Cu, Ni, Pb 95%, Li 80%) valued at the table's prices.</li>
-<li><b>Energy</b>: capacity × average voltage (from a <code>voltage_V</code> column of the surrogate, or the oracle's);
-the _std columns carry the voltage std. <b>Stability window</b>: grand-potential phase diagrams over pymatgen's bundled
+<li><b>Energy</b>: <em>theoretical</em> figures of the active material alone (no cell overhead, not a cell value):
+capacity × average voltage (from a <code>voltage_V</code> column of the surrogate, or the oracle's);
+the _std columns carry the voltage std. <b>cost_usd_kwh</b> is the raw-material cost per kWh of theoretical energy
+(element prices of the active material / theoretical specific energy), not a cell or pack cost; <b>cost_usd_kg</b> the
+raw-material cost per kg of material. <b>Stability window</b>: grand-potential phase diagrams over pymatgen's bundled
 Materials Project entries and the surrogate's formation enthalpy (mi/properties/stability.py).</li>
 <li>Element facts: prices USGS MCS 2026 / pymatgen costdb, shares IEA / USGS, HHI Gaultois et al. 2013, lists EU CRMA
 2023 and USGS 2022 (mi/data/SOURCES.md). Screening proxies, not quotations or legal determinations.</li>
@@ -469,6 +766,7 @@ def export_report(
     summary: Mapping[str, Any],
     counts: Mapping[str, Any],
     failures: Sequence[Failure],
+    models: Sequence[Mapping[str, Any]] = (),
 ) -> list[Failure]:
     """Write ``passport/<id>.json`` for the top-k rows and ``report.html``; return new failures (stage
     ``export``) instead of raising, so a report problem never loses the run's other outputs."""
@@ -486,7 +784,7 @@ def export_report(
     try:
         page = render_report(
             ranked, cfg, run_dir=run_dir, notes=notes, summary=summary, counts=counts,
-            failures=[*failures, *new], passports=passports, passport_files=files,
+            failures=[*failures, *new], passports=passports, passport_files=files, models=models,
         )
         atomic_write_text(run_dir / REPORT_FILE, page)
     except Exception as exc:  # the ranked table and CIFs are already written; keep them

@@ -5,38 +5,51 @@ Layout of ``<out_dir>/<name>/<run-id>/``::
     config.yaml     the resolved config
     ranked.csv      ranked candidates (ranked.json: the same as a list of records)
     failures.csv    id,file,record,stage,reason (header only when nothing failed)
+    removed.csv     id,formula,source,constraint,column,value,std,probability: each candidate a constraint
+                    dropped, with the first constraint that dropped it (header only when none)
     top/            <rank>_<id>.cif for the top-k candidates that have a structure
     report.html     the run as one self-contained page (mi.export.report)
     passport/       <id>.json, a passport-style record per top-k candidate (mi.export.passport)
     manifest.json   versions, hashes, times and counts
+    run.lock        while a screen writes: {pid, host, started_at}; gone when it ends
+
+A run is never lost: ``--out`` onto a folder that holds another run refuses unless ``--overwrite`` (or
+``--resume`` of that run), and the lock keeps two screens from writing into one folder at once (a lock
+left by a process that died on this host is taken over, with a note).
 """
 
 from __future__ import annotations
 
+import atexit
+import contextvars
 import datetime as _dt
+import functools
 import hashlib
 import importlib.metadata
 import json
 import math
+import os
 import platform
 import re
 import secrets
+import socket
 import subprocess
-from collections.abc import Iterable, Mapping, Sequence
+import tempfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from pymatgen.io.cif import CifWriter
 
 import mi
 from mi.candidates.base import Failure
 from mi.errors import MiError
-from mi.export.atomic import atomic_write_csv, atomic_write_json, atomic_write_text
+from mi.export.atomic import _current_umask, atomic_write_csv, atomic_write_json, atomic_write_text
 
 MANIFEST_VERSION = 1
-RUN_FILES = ("config.yaml", "ranked.csv", "ranked.json", "failures.csv", "manifest.json", "report.html")
+RUN_FILES = ("config.yaml", "ranked.csv", "ranked.json", "failures.csv", "removed.csv", "manifest.json", "report.html")
+LOCK_FILE = "run.lock"
 TOP_DIR = "top"
 PASSPORT_DIR = "passport"
 LEADING_COLUMNS = ("rank", "id", "formula", "source")
@@ -83,21 +96,41 @@ def looks_like_run_dir(path: str | Path) -> bool:
     return isinstance(data, dict) and "mi_version" in data
 
 
-def prepare_out_dir(path: str | Path) -> Path:
-    """The folder given with ``--out``: created if missing, reused if empty or an earlier mi run.
+def _describe_run(path: Path) -> str:
+    try:
+        data = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        data = {}
+    started = data.get("started_at") or "at an unknown time"
+    return f"a run started {started} (status {data.get('status', 'unknown')})"
 
-    Any other non-empty folder is refused. When an earlier run is reused, its mi outputs (the files in
-    `RUN_FILES`, ``top/*.cif`` and ``passport/*.json``) are removed first so that nothing stale survives
-    next to the new run; other files are left alone.
+
+def prepare_out_dir(path: str | Path, *, overwrite: bool = False, resume: bool = False) -> Path:
+    """The folder given with ``--out``: created if missing, used if empty.
+
+    A folder holding another mi run is refused unless `overwrite` (its mi outputs, the files in
+    `RUN_FILES`, ``top/*.cif`` and ``passport/*.json``, are removed first so that nothing stale survives
+    next to the new run; other files are left alone) or `resume` (the run is continued: nothing is
+    removed). Any other non-empty folder is refused. The run lock (`acquire_run_lock`) must be held
+    before calling this: `open_run_dir` does both.
     """
     path = Path(path).expanduser()
     if path.exists() and not path.is_dir():
         raise MiError(f"{path}: exists and is not a folder")
-    if path.is_dir() and any(path.iterdir()):
+    if overwrite and resume:
+        raise MiError("--overwrite and --resume exclude each other: replace the run in the folder, or continue it")
+    if path.is_dir() and any(p.name != LOCK_FILE for p in path.iterdir()):
         if not looks_like_run_dir(path):
             raise MiError(
                 f"{path}: folder is not empty and is not an mi run directory (no manifest.json); "
                 "choose another --out or empty it"
+            )
+        if resume:
+            return path
+        if not overwrite:
+            raise MiError(
+                f"{path}: holds {_describe_run(path)}; nothing was changed. Use --overwrite to replace it, "
+                "--resume to continue it, or choose another --out"
             )
         for name in RUN_FILES:
             (path / name).unlink(missing_ok=True)
@@ -107,6 +140,169 @@ def prepare_out_dir(path: str | Path) -> Path:
                     stale.unlink()
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+# --- the run lock -----------------------------------------------------------------------------------
+
+# Locks taken during the current `releases_run_locks` call (a screen): released when it returns or raises.
+_SCOPE: contextvars.ContextVar[list | None] = contextvars.ContextVar("mi_run_locks", default=None)
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether process `pid` runs on this host (a zombie, dead but not yet reaped, counts as dead)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    except OSError:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+class RunLock:
+    """``<run>/run.lock``, created atomically (written aside, then hard-linked into place) and removed
+    by `release` only while it is still this one."""
+
+    def __init__(self, path: Path, info: dict, notes: list[str]) -> None:
+        self.path, self.info, self.notes = path, info, notes
+        self.released = False
+
+    def release(self) -> None:
+        if self.released:
+            return
+        self.released = True
+        try:
+            if json.loads(self.path.read_text(encoding="utf-8")).get("token") == self.info["token"]:
+                self.path.unlink()
+        except (OSError, ValueError, AttributeError):
+            pass
+
+
+def _place_lock(path: Path, info: dict) -> bool:
+    """Create `path` holding `info`, atomically; False if it exists."""
+    fd, tmp = tempfile.mkstemp(prefix=".run.lock.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(info, fh)
+        os.link(tmp, path)  # fails if the lock exists: one process wins
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        os.unlink(tmp)
+
+
+def acquire_run_lock(run_dir: str | Path) -> RunLock:
+    """Take ``<run_dir>/run.lock`` or raise MiError naming who holds it.
+
+    A lock whose process is dead on this host is stale: it is taken over, with a note. A lock of another
+    host, or one that cannot be read, is not: the message says how to remove it. The lock is released when
+    the enclosing `releases_run_locks` call ends, else at interpreter exit.
+    """
+    path = Path(run_dir) / LOCK_FILE
+    info = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "started_at": _iso(utc_now()),
+        "token": secrets.token_hex(8),
+    }
+    notes: list[str] = []
+    for _ in range(5):
+        if _place_lock(path, info):
+            lock = RunLock(path, info, notes)
+            scope = _SCOPE.get()
+            if scope is not None:
+                scope.append(lock)
+            atexit.register(lock.release)
+            return lock
+        try:
+            text = path.read_text(encoding="utf-8")
+            held = json.loads(text)
+            pid, host = int(held["pid"]), str(held["host"])
+        except FileNotFoundError:
+            continue  # released in between: try again
+        except (OSError, ValueError, KeyError, TypeError):
+            raise MiError(
+                f"{path}: a run lock that cannot be read; if no screen is writing into {path.parent}, delete it"
+            ) from None
+        if host != info["host"] or _pid_alive(pid):
+            where = "this host" if host == info["host"] else f"host {host}"
+            raise MiError(
+                f"{path.parent}: another screen is writing into this folder (pid {pid} on {where}, started "
+                f"{held.get('started_at', '?')}); wait for it or choose another --out"
+                + ("" if host == info["host"] else f" (if it is no longer running, delete {path})")
+            )
+        # Stale: move it aside, and put it back if what was moved is not what was read (a race lost).
+        aside = path.with_name(f".{LOCK_FILE}.stale.{info['token']}")
+        try:
+            os.rename(path, aside)
+        except FileNotFoundError:
+            continue
+        if aside.read_text(encoding="utf-8") != text:
+            try:
+                os.link(aside, path)
+            except FileExistsError:
+                pass
+            aside.unlink()
+            continue
+        aside.unlink()
+        notes.append(
+            f"took over a stale run lock of pid {pid} (started {held.get('started_at', '?')}), "
+            "which is no longer running on this host"
+        )
+    raise MiError(f"{path}: could not take the run lock (other screens keep taking it)")
+
+
+def releases_run_locks(fn: Callable) -> Callable:
+    """Release the run locks taken during a call of `fn` when it returns or raises."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        token = _SCOPE.set([])
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            for lock in _SCOPE.get() or ():
+                lock.release()
+            _SCOPE.reset(token)
+
+    return wrapper
+
+
+def open_run_dir(
+    out: str | Path | None,
+    *,
+    out_dir: str | Path,
+    name: str,
+    overwrite: bool = False,
+    resume: bool = False,
+) -> tuple[Path, list[str]]:
+    """The run folder, locked: `out` (`prepare_out_dir`'s rules) or a new ``<out_dir>/<name>/<run-id>``.
+
+    Returns the folder and notes for the manifest (a stale lock taken over, a run replaced).
+    """
+    if out is None:
+        run_dir = new_run_dir(out_dir, name)
+        return run_dir, acquire_run_lock(run_dir).notes
+    path = Path(out).expanduser()
+    if path.exists() and not path.is_dir():
+        raise MiError(f"{path}: exists and is not a folder")
+    path.mkdir(parents=True, exist_ok=True)
+    lock = acquire_run_lock(path)
+    try:
+        replaced = overwrite and looks_like_run_dir(path)
+        before = _describe_run(path) if replaced else ""
+        prepare_out_dir(path, overwrite=overwrite, resume=resume)
+    except BaseException:
+        lock.release()
+        raise
+    return path, [*lock.notes, *([f"--overwrite: replaced {before} in {path}"] if replaced else [])]
 
 
 # --- the ranked table -------------------------------------------------------------------------------
@@ -167,6 +363,8 @@ def write_top_cifs(
     cannot write becomes a Failure (stage ``export``) instead of stopping the run.
     Returns the paths written and the failures.
     """
+    from pymatgen.io.cif import CifWriter
+
     top = Path(run_dir) / TOP_DIR
     top.mkdir(parents=True, exist_ok=True)
     rows = ranked.sort_values("rank", kind="stable") if "rank" in ranked.columns else ranked
@@ -205,6 +403,43 @@ def write_failures(run_dir: str | Path, failures: Sequence[Failure]) -> Path:
     """``failures.csv`` with header ``id,file,record,stage,reason``, also when there are none."""
     frame = pd.DataFrame([f.as_row() for f in failures], columns=list(Failure.COLUMNS), dtype=object)
     return atomic_write_csv(Path(run_dir) / "failures.csv", frame)
+
+
+def write_removed(run_dir: str | Path, records: Iterable[Mapping[str, Any]]) -> Path:
+    """``removed.csv``: the ``removed_rows`` of every shard record, in shard order, streamed to a temporary
+    file and renamed into place (a screen may remove millions); header only when nothing was removed."""
+    from mi.ranking.constraints import REMOVED_COLUMNS
+
+    path = Path(run_dir) / "removed.csv"
+    fd, tmp = tempfile.mkstemp(prefix=".removed.csv.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            pd.DataFrame(columns=list(REMOVED_COLUMNS)).to_csv(fh, index=False, lineterminator="\n")
+            for record in records:
+                rows = record.get("removed_rows") or []
+                if rows:
+                    frame = pd.DataFrame(rows).reindex(columns=list(REMOVED_COLUMNS))
+                    frame.to_csv(fh, index=False, header=False, lineterminator="\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_current_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def empty_ranked() -> pd.DataFrame:
+    """A ranked table without rows: the columns every ranking has."""
+    return pd.DataFrame(columns=[*LEADING_COLUMNS, *TRAILING_COLUMNS])
+
+
+def write_empty_outputs(run_dir: str | Path, write_json: bool) -> None:
+    """``ranked.csv`` (and ``ranked.json``) and ``removed.csv`` with headers only: a screen where nothing
+    could be read still leaves every file a script looks for."""
+    write_ranked(run_dir, empty_ranked(), [], write_json)
+    write_removed(run_dir, [])
 
 
 def write_config(run_dir: str | Path, yaml_text: str) -> Path:

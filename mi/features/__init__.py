@@ -11,18 +11,25 @@ Sets (``features.sets``): ``composition`` (the 145 Magpie attributes, `mi.featur
 
 from __future__ import annotations
 
-from mi.features.cache import FeatureCache, default_cache_dir, open_cache
-from mi.features.engine import FeatureResult, featurize, featurize_candidates, featurize_with_config
-from mi.features.graph import graph_features, load_graphs, save_graphs
-from mi.features.sets import (
-    FEATURE_SETS,
-    CompositionFeatureSet,
-    FeatureSet,
-    StructureFeatureSet,
-    WorkingIonFeatureSet,
-    feature_columns,
-    get_feature_set,
-)
+import importlib
+
+# Names resolved on first use (PEP 562): loading a config imports `mi.features.sets` only, not the engine
+# with pandas and pymatgen behind it.
+_HOMES = {
+    "FeatureCache": "cache", "default_cache_dir": "cache", "open_cache": "cache",
+    "FeatureResult": "engine", "featurize": "engine", "featurize_candidates": "engine",
+    "featurize_with_config": "engine",
+    "graph_features": "graph", "load_graphs": "graph", "save_graphs": "graph",
+    "FEATURE_SETS": "sets", "CompositionFeatureSet": "sets", "FeatureSet": "sets", "StructureFeatureSet": "sets",
+    "WorkingIonFeatureSet": "sets", "feature_columns": "sets", "get_feature_set": "sets",
+}
+
+
+def __getattr__(name: str):
+    if name in _HOMES:
+        return getattr(importlib.import_module(f"mi.features.{_HOMES[name]}"), name)
+    raise AttributeError(f"module 'mi.features' has no attribute {name!r}")
+
 
 __all__ = [
     "FEATURE_SETS",

@@ -13,6 +13,7 @@ Layout (format version 2)::
       "feature_names": [...],
       "targets": [{"name": "formation_enthalpy_eV_atom", "unit": "eV/atom"}, ...],
       "training": {...},              # dataset + provenance, data hash and size, recipe, split, metrics
+      "domain": {...},                # optional: the domain of applicability (mi.models.domain), plain lists
       "versions": {"mi": ..., "torch": ..., "pymatgen": ..., "python": ...},
       "created_utc": "2025-01-01T00:00:00Z",
       "payload_sha256": "sha256:...",  # of everything above but itself (weights byte for byte); checked on load
@@ -121,6 +122,7 @@ def checkpoint_payload(surrogate: Surrogate) -> dict[str, Any]:
         "feature_names": list(spec.feature_names),
         "targets": [{"name": t, "unit": spec.units.get(t, "")} for t in spec.targets],
         "training": spec.training,
+        **({"domain": surrogate.domain.to_payload()} if surrogate.domain is not None else {}),
         "versions": _versions(),
         "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
@@ -307,7 +309,15 @@ def load_checkpoint(path_or_name: str | Path, expected_sha256: str | None = None
         units={t["name"]: t["unit"] for t in targets},
         training=dict(payload["training"]),
     )
-    return Surrogate(module, spec)
+    domain = None
+    if payload.get("domain") is not None:
+        from mi.models.domain import Domain
+
+        try:
+            domain = Domain.from_payload(payload["domain"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"{label}: unreadable domain of applicability: {exc}") from None
+    return Surrogate(module, spec, domain)
 
 
 def checkpoint_card(path_or_name: str | Path, expected_sha256: str | None = None) -> dict[str, Any]:
@@ -322,7 +332,11 @@ def checkpoint_card(path_or_name: str | Path, expected_sha256: str | None = None
             for key, buffer in (("train_mean", "target_mean"), ("train_std", "target_std"), ("std_scale", "std_scale"))
             if buffer in state
         }
-    card = {key: value for key, value in payload.items() if key != "state_dict"}
+    card = {key: value for key, value in payload.items() if key not in ("state_dict", "domain")}
+    if payload.get("domain") is not None:
+        from mi.models.domain import Domain
+
+        card["domain"] = Domain.from_payload(payload["domain"]).summary()
     card.update(
         {
             "checkpoint": label,

@@ -22,7 +22,7 @@ import json
 import math
 import os
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -460,9 +460,37 @@ def load_matbench(cfg: DatasetConfig) -> Dataset:
 # --- dispatch ---------------------------------------------------------------------------------------
 
 
-def load_dataset(cfg: DatasetConfig, path: str | Path | None = None) -> Dataset:
-    """The dataset a `DatasetConfig` names; `path` is ``cfg.path`` resolved by the caller (config-relative)."""
-    if cfg.kind == "pymatgen_exp_formation_enthalpy":
+def concat_datasets(parts: Sequence[Dataset]) -> Dataset:
+    """The rows of `parts` stacked (ids ``<part>:<id>``); each part's missing targets are NaN."""
+    targets = list(dict.fromkeys(t for part in parts for t in part.targets))
+    frames = []
+    for k, part in enumerate(parts):
+        frame = part.frame.reindex(columns=["formula", *targets])
+        frame.index = pd.Index([f"{k}:{i}" for i in frame.index], name="id")
+        frames.append(frame)
+    frame = pd.concat(frames) if frames else pd.DataFrame(columns=["formula", *targets])
+    has_structures = any(part.structures is not None for part in parts)
+    structures = (
+        tuple(s for part in parts for s in (part.structures or (None,) * len(part))) if has_structures else None
+    )
+    units = {t: next((p.units[t] for p in parts if p.units.get(t)), "") for t in targets}
+    info = {"name": "+".join(str(p.info.get("name", "?")) for p in parts), "parts": [dict(p.info) for p in parts]}
+    return Dataset(frame, units, info, structures, tuple(f for p in parts for f in p.failures))
+
+
+def load_dataset(
+    cfg: DatasetConfig, path: str | Path | None = None, *, resolve: Callable[[str], Path] | None = None
+) -> Dataset:
+    """The dataset a `DatasetConfig` names; `path` is ``cfg.path`` resolved by the caller (config-relative).
+
+    A ``concat`` dataset's parts have paths of their own: `resolve` (the config's resolver) turns them into
+    files; without it they are read as given.
+    """
+    if cfg.kind == "concat":
+        resolve = resolve or Path
+        parts = [load_dataset(p, resolve(p.path) if p.path else None, resolve=resolve) for p in cfg.parts]
+        dataset = concat_datasets(parts)
+    elif cfg.kind == "pymatgen_exp_formation_enthalpy":
         frame = load_exp_formation_enthalpy()
         frame.index = pd.Index([str(i) for i in range(len(frame))], name="id")
         dataset = Dataset(frame, dict(EXP_FORMATION_ENTHALPY_INFO["units"]), dict(EXP_FORMATION_ENTHALPY_INFO))

@@ -35,6 +35,7 @@ from mi.errors import InputError
 
 if TYPE_CHECKING:
     from mi.candidates.base import Candidate
+    from mi.models.domain import Domain
 
 LOG_STD_RANGE = (-10.0, 5.0)  # clamp of a heteroscedastic head's log std, in standardised units
 
@@ -209,9 +210,10 @@ _DEFAULT_BATCH = {"features": 8192, "composition": 2048, "graph": 64}
 class Surrogate:
     """A trained `EnsembleNet` and its `SurrogateSpec`; predicts for candidates in physical units."""
 
-    def __init__(self, module: EnsembleNet, spec: SurrogateSpec) -> None:
+    def __init__(self, module: EnsembleNet, spec: SurrogateSpec, domain: Domain | None = None) -> None:
         self.module = module
         self.spec = spec
+        self.domain = domain  # `mi.models.domain.Domain`, or None for a checkpoint without one
 
     @property
     def kind(self) -> str:
@@ -230,7 +232,25 @@ class Surrogate:
         return self
 
     def output_columns(self) -> list[str]:
-        return [c for t in self.spec.targets for c in (t, f"{t}_std")]
+        """``<target>``, ``<target>_std`` and, with a domain, ``<target>_in_domain`` for every target."""
+        suffixes = ("", "_std", "_in_domain") if self.domain is not None else ("", "_std")
+        return [f"{t}{s}" for t in self.spec.targets for s in suffixes]
+
+    def domain_inputs(
+        self, features: pd.DataFrame | None, candidates: Sequence[Candidate] | None, index: pd.Index
+    ) -> np.ndarray:
+        """The rows of `index` in the space of this model's domain: its descriptors, else element fractions."""
+        from mi.models.domain import element_fractions
+
+        if self.spec.feature_names:
+            if features is None or any(c not in features.columns for c in self.spec.feature_names):
+                from mi.features import featurize
+
+                by_id = {c.id: c for c in candidates or ()}
+                features = featurize([by_id[i] for i in index], list(self.spec.feature_sets))[0]
+            return self._select(features.reindex(index))
+        by_id = {c.id: c for c in candidates or ()}
+        return element_fractions([by_id[i].composition for i in index])
 
     def _select(self, features: pd.DataFrame) -> np.ndarray:
         missing = [c for c in self.spec.feature_names if c not in features.columns]
@@ -262,7 +282,8 @@ class Surrogate:
             index = pd.Index([c.id for c in candidates], name="id", dtype=object)
         kind = self.module.input_kind
         if kind == "features":
-            if features is None:
+            lacking = features is None or any(c not in features.columns for c in self.spec.feature_names)
+            if lacking and candidates is not None:  # featurize what the frame lacks (or there is no frame)
                 from mi.features import featurize
 
                 computed, _failures = featurize(candidates, list(self.spec.feature_sets))
@@ -335,6 +356,18 @@ class Surrogate:
         for j, target in enumerate(self.spec.targets):
             out[target] = mean[:, j].astype(float)
             out[f"{target}_std"] = std[:, j].astype(float)
+        if self.domain is not None:
+            by_id = {c.id: c for c in candidates} if candidates is not None else None
+            compositions = [by_id[i].composition for i in index] if by_id is not None else None
+            flags = self.domain.check(
+                self.domain_inputs(features, candidates, index), compositions,
+                {t: out[f"{t}_std"] for t in self.spec.targets},
+            )
+            for target in self.spec.targets:
+                # no value, no verdict: the flag is missing (<NA>) where the model could not predict
+                flag = pd.array(flags[target], dtype="boolean")
+                flag[~np.isfinite(out[target])] = pd.NA
+                out[f"{target}_in_domain"] = flag
         return pd.DataFrame(out, index=index, columns=self.output_columns())
 
     def __repr__(self) -> str:

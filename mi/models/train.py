@@ -514,7 +514,37 @@ def train(
             "metrics": metrics,
         },
     )
-    return Surrogate(module, spec), metrics
+    domain = fit_domain(module, data, train_rows, val_rows, seed=cfg.seed)
+    return Surrogate(module, spec, domain), metrics
+
+
+@torch.no_grad()
+def fit_domain(module: EnsembleNet, data: TrainingData, train_rows: np.ndarray, val_rows: np.ndarray, seed: int = 0):
+    """The domain of applicability (`mi.models.domain`) of a trained module: elements and distances from the
+    training rows, the std threshold from rows it did not train on (validation; training rows without one)."""
+    from mi.models.domain import Domain, element_fractions
+
+    compositions = [Composition(f) for f in data.formulas]
+    x = getattr(data.inputs, "x", None)
+    space = "descriptors" if x is not None and data.feature_names else "element_fractions"
+    matrix = x.numpy() if space == "descriptors" else element_fractions(compositions)
+    domain = Domain.fit(
+        matrix[train_rows], [compositions[i] for i in train_rows], space=space, seed=seed
+    )
+    rows = val_rows if len(val_rows) else train_rows
+    _, std = module.combine(member_outputs(module, data.inputs, rows, torch.device("cpu")))
+    return domain.with_std_thresholds({t: std[:, j].numpy() for j, t in enumerate(data.target_names)})
+
+
+def attach_domain(surrogate: Surrogate, cfg: TrainConfig, dataset: Dataset) -> Surrogate:
+    """`surrogate` (trained by recipe `cfg` on `dataset`) with its domain fitted on the same split, without
+    retraining: for checkpoints written before domains existed."""
+    data = prepare_data(cfg, dataset)
+    split_seed = cfg.split.seed if cfg.split.seed is not None else cfg.seed
+    groups = group_keys(data.formulas, cfg.split.kind)
+    train_rows, val_rows, _ = split_rows(groups, cfg.split.val_fraction, cfg.split.test_fraction, split_seed)
+    surrogate.module.cpu()
+    return Surrogate(surrogate.module, surrogate.spec, fit_domain(surrogate.module, data, train_rows, val_rows, cfg.seed))
 
 
 @torch.no_grad()
@@ -566,7 +596,7 @@ def train_from_config(run_cfg: TrainRunConfig, progress: bool = True, resume: bo
     from mi.export.atomic import atomic_write_bytes
 
     dataset_cfg = run_cfg.train.dataset
-    dataset = load_dataset(dataset_cfg, run_cfg.resolve(dataset_cfg.path) if dataset_cfg.path else None)
+    dataset = load_dataset(dataset_cfg, run_cfg.resolve(dataset_cfg.path) if dataset_cfg.path else None, resolve=run_cfg.resolve)
     run_dir = default_run_dir(run_cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     resolved = run_cfg.model_dump(mode="json")
@@ -577,16 +607,37 @@ def train_from_config(run_cfg: TrainRunConfig, progress: bool = True, resume: bo
     atomic_write_bytes(run_dir / "config.yaml", yaml.safe_dump(resolved, sort_keys=False).encode())
     surrogate, metrics = train(
         run_cfg.train, dataset, run_dir=run_dir, resume=resume, progress=progress,
-        training_info={"name": run_cfg.name},
+        training_info={"name": run_cfg.name, **run_cfg.card},
     )
     out = save_checkpoint(surrogate, run_cfg.resolve(run_cfg.checkpoint).resolve())
     log.info("saved %s (val MAE %s)", out, metrics["val_mae"])
     return out
 
 
+def domain_from_config(run_cfg: TrainRunConfig) -> Path:
+    """Fit the domain of the recipe's existing checkpoint on the recipe's data and split; re-save it in place."""
+    from mi.models.checkpoint import load_checkpoint
+
+    path = run_cfg.resolve(run_cfg.checkpoint).resolve()
+    surrogate = load_checkpoint(path)
+    recipe, wanted = surrogate.spec.training.get("recipe") or {}, run_cfg.train.model_dump(mode="json")
+    if any(recipe.get(k) != wanted[k] for k in ("model", "split", "seed")):  # what fixes inputs and split
+        raise InputError(f"{path}: trained with another recipe than {run_cfg.name!r}; retrain it instead")
+    dataset_cfg = run_cfg.train.dataset
+    dataset = load_dataset(dataset_cfg, run_cfg.resolve(dataset_cfg.path) if dataset_cfg.path else None, resolve=run_cfg.resolve)
+    if surrogate.spec.training.get("data_sha256") != dataset_hash(dataset):
+        raise InputError(f"{path}: trained on other data than the recipe reads now; retrain it instead")
+    surrogate = attach_domain(surrogate, run_cfg.train, dataset)
+    surrogate.spec.training.update(run_cfg.card)
+    return save_checkpoint(surrogate, path)
+
+
 __all__ = [
     "TrainingData",
+    "domain_from_config",
+    "attach_domain",
     "default_run_dir",
+    "fit_domain",
     "featurize_formulas",
     "group_keys",
     "lr_factor",

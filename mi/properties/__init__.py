@@ -1,12 +1,13 @@
-"""Exact properties of each candidate: density, capacity, cost, supply risk, CO2, circularity, energy and
-stability window.
+"""Exact properties of each candidate: density, capacity, cost, supply risk, CO2, circularity, energy,
+scale-up demand and stability window.
 
     frame, failures, notes = compute_properties(candidates, cfg.properties, load_element_facts(path))
     table, notes = derive_properties(joined_table, cfg.properties, element_table)
 
 Calculators are plain functions in `mi.properties.calculators`, registered by group in `CALCULATORS`
 (config name -> calculators, one output column each); a new one slots in there. The groups that need
-columns of other stages (voltage, formation enthalpy) are in `mi.properties.derived.DERIVED`.
+columns of other stages (voltage, specific energy, formation enthalpy) are in `mi.properties.derived.DERIVED`
+('energy', 'demand', 'stability_window'; 'supply' adds its text column ``crma_concentration`` there).
 """
 
 from mi.properties.calculators import (

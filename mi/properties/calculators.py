@@ -10,19 +10,30 @@ unusable (empty composition, placeholder species).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import pandas as pd
-from pymatgen.core import Composition, Element
+from pymatgen.core import Composition, Element, Species
 
 from mi.candidates.base import Candidate
 from mi.properties import redox, supply
+from mi.properties.element_matrix import atomic_mass
 
 FARADAY_C_PER_MOL = 96485.33212
 # Charge carried per working ion; Q = n * z * F / (3.6 * M).
 ION_CHARGE = {"Li": 1, "Na": 1, "K": 1, "Mg": 2, "Ca": 2, "Zn": 2, "Al": 3}
+
+
+def molar_mass(composition: Composition) -> float:
+    """``float(composition.weight)``, the same float (the same sum in the same order), without pymatgen's
+    unit objects, which cost more than the rest of a capacity."""
+    total = 0
+    for el, amount in composition.items():
+        total += amount * atomic_mass(el.symbol)
+    return float(total)
 
 
 def _elements(composition: Composition) -> Composition:
@@ -36,11 +47,37 @@ def _elements(composition: Composition) -> Composition:
     return comp
 
 
+@functools.lru_cache(maxsize=1)
+def _unit_factors() -> tuple[float, float]:
+    """pymatgen's amu -> g and A^3 -> cm^3 factors, as its `Structure.density` computes them."""
+    from pymatgen.core.units import Length, Mass
+
+    return float(Mass(1, "amu").to("g")), float(Length(1, "ang").to("cm") ** 3)
+
+
+_last_density: tuple = (None, math.nan)  # (structure, density): the capacity per volume asks again
+
+
 def density_g_cm3(candidate: Candidate) -> float:
-    """Crystal density (g/cm3) of the candidate's structure; NaN for a composition-only candidate."""
-    if candidate.structure is None:
+    """Crystal density (g/cm3) of the candidate's structure; NaN for a composition-only candidate.
+
+    pymatgen's ``Structure.density`` in plain arithmetic (the same floats: mass over cell volume with its
+    unit factors), once per structure: its unit objects cost more than the rest."""
+    global _last_density
+    structure = candidate.structure
+    if structure is None:
         return math.nan
-    return float(candidate.structure.density)
+    last = _last_density  # one read: another thread may replace it
+    if last[0] is structure:
+        return last[1]
+    composition = structure.composition
+    if all(isinstance(sp, (Element, Species)) for sp in composition):
+        grams, cm3 = _unit_factors()
+        density = (molar_mass(composition) * grams) / (structure.volume * cm3)
+    else:  # placeholder species: pymatgen knows their mass, if anyone does
+        density = float(structure.density)
+    _last_density = (structure, density)
+    return density
 
 
 def capacity_mAh_g(composition: Composition, working_ion: str = "Li") -> float:
@@ -54,7 +91,7 @@ def capacity_mAh_g(composition: Composition, working_ion: str = "Li") -> float:
     n = comp[working_ion]
     if n == 0:
         return 0.0
-    return n * ION_CHARGE[working_ion] * FARADAY_C_PER_MOL / (3.6 * float(comp.weight))
+    return n * ION_CHARGE[working_ion] * FARADAY_C_PER_MOL / (3.6 * molar_mass(comp))
 
 
 def redox_capacity_mAh_g(composition: Composition, working_ion: str = "Li") -> float:
@@ -65,7 +102,7 @@ def redox_capacity_mAh_g(composition: Composition, working_ion: str = "Li") -> f
     n_out = redox.extractable_ions(comp, working_ion, ION_CHARGE[working_ion])
     if math.isnan(n_out):
         return math.nan
-    return n_out * ION_CHARGE[working_ion] * FARADAY_C_PER_MOL / (3.6 * float(comp.weight))
+    return n_out * ION_CHARGE[working_ion] * FARADAY_C_PER_MOL / (3.6 * molar_mass(comp))
 
 
 def volumetric_capacity_mAh_cm3(capacity_mAh_g: float, density_g_cm3: float) -> float:
@@ -85,7 +122,7 @@ def cost_usd_kg(composition: Composition, prices: Mapping[str, float]) -> float:
     comp = _elements(composition)
     if missing_prices(comp, prices):
         return math.nan
-    weight = float(comp.weight)
+    weight = molar_mass(comp)
     return sum(amount * float(el.atomic_mass) * prices[el.symbol] for el, amount in comp.items()) / weight
 
 
@@ -252,7 +289,7 @@ CALCULATORS: dict[str, tuple[Calculator, ...]] = {
             _not_computed,
             needs_facts=True,
             flag=True,
-            caveat=("top_mine_share_pct", "top mining country share"),
+            caveat=("top_mine_share_pct", "top mining country share"),  # unknown refining: see feoc_exposed
         ),
         Calculator(
             "eu_crm_mass_fraction",

@@ -3,20 +3,66 @@
 from __future__ import annotations
 
 import math
+import signal
+import threading
+import time
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 import pandas as pd
 
 from mi.candidates.base import Candidate, Failure
 from mi.config import PropertiesConfig
 from mi.errors import InputError
+from mi.features.engine import _Timeout
 from mi.properties import supply
 from mi.properties.calculators import CALCULATORS, Calculator, Context
 from mi.properties.derived import DERIVED
+from mi.properties.element_matrix import VECTORISED, element_matrix
+from mi.properties.element_matrix import missing_facts as matrix_missing_facts
 
 STAGE = "properties"
 _IDS_SHOWN = 5
+
+
+class _Deadline:
+    """A per-candidate time limit (`features.timeout_s`, the features' limit) without a timer per candidate:
+    a SIGALRM tick every quarter of the limit stops the candidate that has run past it. Like the features'
+    in-process limit it interrupts Python code only, in the main thread only (elsewhere: no limit)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.started = 0.0
+        self.active = False
+
+    def start(self) -> None:
+        self.started = time.monotonic()
+        self.active = True
+
+    def stop(self) -> None:
+        self.active = False
+
+    def _alarm(self, signum, frame) -> None:
+        if self.active and time.monotonic() - self.started >= self.seconds:
+            self.active = False
+            raise _Timeout()
+
+
+@contextmanager
+def _deadline(seconds: float | None) -> Iterator[_Deadline]:
+    guard = _Deadline(seconds or math.inf)
+    usable = seconds is not None and hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+    if not usable:
+        yield guard
+        return
+    previous = signal.signal(signal.SIGALRM, guard._alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds / 4, seconds / 4)
+    try:
+        yield guard
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def _id_list(ids: list[str]) -> str:
@@ -79,10 +125,30 @@ def configured_calculators(cfg: PropertiesConfig) -> list[Calculator]:
     return list(calcs.values())
 
 
+def _tally(cand, calcs, values, ctx, cfg, gaps, gap_elements, missing, caveats, no_ion, no_headroom, lacking) -> None:
+    """Record why a candidate's values are missing or caveated, for the run's notes. ``lacking(column)``
+    names the candidate's elements without that fact (`supply.missing_facts`)."""
+    for calc, value in zip(calcs, values):
+        if math.isnan(value) and calc.missing_fact is not None and ctx.facts is not None:
+            gaps[calc.column].append(cand.id)
+            if calc.missing_fact[0] in ctx.facts.columns:
+                gap_elements[calc.column].extend(lacking(calc.missing_fact[0]))
+        elif math.isnan(value):
+            missing[(calc.column, calc.why_missing(cand, ctx))].append(cand.id)
+        elif calc.caveat is not None and ctx.facts is not None:
+            for element in lacking(calc.caveat[0]):
+                caveats[(calc.column, calc.caveat[1])].append(element)
+        if calc.column == "capacity_mAh_g" and value == 0.0:
+            has_ion = cand.composition.element_composition[cfg.working_ion] > 0
+            (no_headroom if has_ion else no_ion).append(cand.id)
+
+
 def compute_properties(
     candidates: Sequence[Candidate],
     cfg: PropertiesConfig,
     element_table: pd.DataFrame | None = None,
+    *,
+    timeout_s: float | None = None,
 ) -> tuple[pd.DataFrame, list[Failure], list[str]]:
     """One row per candidate (indexed by id), one column per calculator of the groups in ``cfg.calculators``.
 
@@ -92,7 +158,8 @@ def compute_properties(
     raised no flag). Flags come back as booleans. ``element_table`` is the loaded table
     (`mi.data.load_element_facts`); when None and a calculator needs it, the packaged table is loaded.
     The groups that work on table columns ('energy', 'stability_window') run later, in
-    `derive_properties`.
+    `derive_properties`. ``timeout_s`` bounds each candidate's calculators (the screen passes
+    ``features.timeout_s``); a candidate past it becomes a Failure like one that raises.
     """
     calcs = configured_calculators(cfg)
     columns = [calc.column for calc in calcs]
@@ -108,38 +175,49 @@ def compute_properties(
     gap_elements: dict[str, list[str]] = defaultdict(list)  # column -> the elements lacking the fact
     no_ion: list[str] = []
     no_headroom: list[str] = []
-    for cand in candidates:
-        values: list[float] = []
-        try:
-            for calc in calcs:
-                values.append(float(calc.compute(cand, ctx)))
-        except Exception as exc:  # one bad candidate must not stop the run
-            failures.append(
-                Failure(
-                    source=cand.source,
-                    record=cand.record,
-                    stage=STAGE,
-                    reason=f"{calc.column}: {type(exc).__name__}: {exc}",
-                    id=cand.id,
-                )
-            )
-            continue
-        for calc, value in zip(calcs, values):
-            if math.isnan(value) and calc.missing_fact is not None and ctx.facts is not None:
-                gaps[calc.column].append(cand.id)
-                if calc.missing_fact[0] in ctx.facts.columns:
-                    lacking = supply.missing_facts(cand.composition, ctx.facts, calc.missing_fact[0])
-                    gap_elements[calc.column].extend(lacking)
-            elif math.isnan(value):
-                missing[(calc.column, calc.why_missing(cand, ctx))].append(cand.id)
-            elif calc.caveat is not None and ctx.facts is not None:
-                for element in supply.missing_facts(cand.composition, ctx.facts, calc.caveat[0]):
-                    caveats[(calc.column, calc.caveat[1])].append(element)
-            if calc.column == "capacity_mAh_g" and value == 0.0:
-                has_ion = cand.composition.element_composition[cfg.working_ion] > 0
-                (no_headroom if has_ion else no_ion).append(cand.id)
-        ids.append(cand.id)
-        rows.append(values)
+    # The element-table figures of the whole chunk at once (`mi.properties.element_matrix`, the same
+    # floats); a row the matrix cannot describe goes through the calculators, which report it.
+    matrix = element_matrix([c.composition for c in candidates]) if candidates else None
+    vectors = {
+        calc.column: VECTORISED[calc.column](matrix, ctx) for calc in calcs if calc.column in VECTORISED and matrix
+    }
+    lacking_by_column: dict[str, list[list[str]]] = {}
+
+    def lacking(row: int, cand: Candidate) -> Callable[[str], list[str]]:
+        def of(column: str) -> list[str]:
+            if not matrix.ok[row]:
+                return supply.missing_facts(cand.composition, ctx.facts, column)
+            if column not in lacking_by_column:
+                lacking_by_column[column] = matrix_missing_facts(matrix, ctx.facts, column)
+            return lacking_by_column[column][row]
+
+        return of
+
+    with _deadline(timeout_s) as deadline:
+        for row, cand in enumerate(candidates):
+            values: list[float] = []
+            reason = ""
+            calc = calcs[0] if calcs else None
+            vectorised = bool(matrix.ok[row])
+            try:
+                deadline.start()
+                for calc in calcs:
+                    if vectorised and calc.column in vectors:
+                        values.append(float(vectors[calc.column][row]))
+                    else:
+                        values.append(float(calc.compute(cand, ctx)))
+                deadline.stop()
+            except _Timeout:
+                reason = f"{calc.column if calc else STAGE}: timed out after {timeout_s:g} s (features.timeout_s)"
+            except Exception as exc:  # one bad candidate must not stop the run
+                deadline.stop()
+                reason = f"{calc.column}: {type(exc).__name__}: {exc}"
+            if reason:
+                failures.append(Failure(source=cand.source, record=cand.record, stage=STAGE, reason=reason, id=cand.id))
+                continue
+            _tally(cand, calcs, values, ctx, cfg, gaps, gap_elements, missing, caveats, no_ion, no_headroom, lacking(row, cand))
+            ids.append(cand.id)
+            rows.append(values)
 
     for (column, reason), gap_ids in missing.items():
         notes.append(f"{column} is missing for {_plural(len(gap_ids))}: {reason} ({_id_list(gap_ids)})")
@@ -178,15 +256,16 @@ def compute_properties(
 def derive_properties(
     table: pd.DataFrame, cfg: PropertiesConfig, element_table: pd.DataFrame | None = None
 ) -> tuple[pd.DataFrame, list[str]]:
-    """Add the columns of the table-level groups in ``cfg.calculators`` ('energy', 'stability_window').
+    """Add the columns of the table-level groups in ``cfg.calculators`` ('energy', 'demand',
+    'stability_window', and the text of the 'supply' group), in `DERIVED`'s order (demand needs energy).
 
     These read columns other stages wrote (voltage from the surrogate or the oracle, formation enthalpy,
     capacity, cost), so they run on the joined table. Returns the table with the new columns and notes; a
     value that cannot be computed is NaN with a note, and the candidate stays.
     """
     notes: list[str] = []
-    for name in dict.fromkeys(cfg.calculators):
-        if name in DERIVED:
+    for name in DERIVED:
+        if name in cfg.calculators:
             new, group_notes = DERIVED[name](table, cfg, element_table)
             table = table.drop(columns=[c for c in new.columns if c in table.columns]).join(new)
             notes.extend(group_notes)

@@ -1,4 +1,5 @@
-"""Properties built from table columns that other stages wrote: energy figures and stability windows.
+"""Properties built from table columns that other stages wrote: energy figures, scale-up demand
+(`mi.properties.demand`), stability windows, and the words of the CRMA flag.
 
 Each group is a function (table, properties config, element table) -> (new columns indexed like the
 table, notes), registered in `DERIVED` under its ``properties.calculators`` name.
@@ -29,6 +30,7 @@ import pandas as pd
 
 from mi.config import PropertiesConfig
 from mi.properties.calculators import ION_CHARGE
+from mi.properties.demand import demand
 
 VOLTAGE_COLUMNS = {"model": "voltage_V", "oracle": "oracle_voltage_V"}
 _IDS_SHOWN = 5
@@ -49,7 +51,7 @@ def _column(table: pd.DataFrame, name: str) -> np.ndarray:
 def energy(table: pd.DataFrame, cfg: PropertiesConfig, element_table: pd.DataFrame | None = None):
     """Specific energy, energy density and per-kWh cost and CO2 from the voltage column (module docstring)."""
     notes: list[str] = []
-    vcol = VOLTAGE_COLUMNS[cfg.voltage_source]
+    vcol = cfg.voltage_column or VOLTAGE_COLUMNS[cfg.voltage_source]
     out = pd.DataFrame(index=table.index)
     if vcol not in table.columns:
         why = (
@@ -94,6 +96,10 @@ def energy(table: pd.DataFrame, cfg: PropertiesConfig, element_table: pd.DataFra
             f"specific energy is 0 for {int(zero.sum())} candidates (no capacity); their per-kWh figures are "
             f"missing ({_ids(table, zero)})"
         )
+    flag = f"{vcol}_in_domain"
+    if flag in table.columns:  # a figure made from an extrapolated voltage is an extrapolation too
+        for name in [c for c in out.columns if not c.endswith("_std")]:
+            out[f"{name}_in_domain"] = table[flag]
     return out, notes
 
 
@@ -106,10 +112,13 @@ def stability_window(table: pd.DataFrame, cfg: PropertiesConfig, element_table: 
     columns = ["esw_reduction_V", "esw_oxidation_V", "esw_e_above_ref_hull_eV_atom"]
     out = pd.DataFrame(np.nan, index=table.index, columns=columns)
     notes: list[str] = []
-    if "formation_enthalpy_eV_atom" not in table.columns:
-        notes.append("stability windows are missing for every candidate: no formation_enthalpy_eV_atom column")
+    column = cfg.formation_energy_column
+    if column not in table.columns:
+        notes.append(
+            f"stability windows are missing for every candidate: no {column} column (properties.formation_energy_column)"
+        )
         return out, notes
-    enthalpy = _column(table, "formation_enthalpy_eV_atom")
+    enthalpy = _column(table, column)
     gaps: dict[str, list[bool]] = {}
     for position, (index, formula) in enumerate(table["formula"].items()):
         try:
@@ -128,11 +137,41 @@ def stability_window(table: pd.DataFrame, cfg: PropertiesConfig, element_table: 
         notes.append(f"stability window is missing for {len(positions)} candidates: {reason} ({_ids(table, mask)})")
     if len(gaps) < len(table) or not len(table):
         notes.append(
-            "stability windows (V vs the working-ion metal) come from grand-potential phase diagrams over the "
-            "423 Materials Project entries bundled with pymatgen and the surrogate's formation enthalpy; phases "
+            f"stability windows (V vs the working-ion metal) come from grand-potential phase diagrams over the "
+            f"423 Materials Project entries bundled with pymatgen and the surrogate's formation energy ({column}); phases "
             "absent from that set can only make a window too wide (mi/properties/stability.py)"
         )
     return out, notes
 
 
-DERIVED: dict[str, Callable] = {"energy": energy, "stability_window": stability_window}
+def crma_concentration(table: pd.DataFrame, cfg: PropertiesConfig, element_table: pd.DataFrame | None = None):
+    """``crma_concentration``: what raised ``crma_concentration_flag``, as text ("Co mining Congo (Kinshasa)
+    74.2%; Co refining China 70%"; empty when nothing did). Part of the 'supply' group; table-level because
+    the per-candidate calculators give numbers only."""
+    from pymatgen.core import Composition
+
+    from mi.properties import supply
+
+    if element_table is None:
+        from mi.data import load_element_facts
+
+        element_table = load_element_facts()
+    s = cfg.supply
+    words: dict[str, str] = {}  # formula -> text, once per distinct formula
+    for formula in table["formula"].astype(str):
+        if formula not in words:
+            findings = supply.crma_findings(Composition(formula), element_table, s.crma_top_country_pct,
+                                            s.min_mass_fraction)
+            words[formula] = "; ".join(map(str, findings))
+    out = pd.DataFrame(index=table.index)
+    out["crma_concentration"] = [words[f] for f in table["formula"].astype(str)]
+    return out, []
+
+
+# Run in this order (demand reads energy's specific_energy_Wh_kg).
+DERIVED: dict[str, Callable] = {
+    "supply": crma_concentration,
+    "energy": energy,
+    "demand": demand,
+    "stability_window": stability_window,
+}

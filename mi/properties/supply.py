@@ -16,9 +16,10 @@ Formulas (w_e mass fraction; shares in %):
   counts. An unknown share is left out of the max; an unknown HHI_production makes the risk NaN.
 * FEOC exposure: some element with w_e >= ``min_mass_fraction`` whose China refining share exceeds
   ``feoc_china_refining_pct`` (default 50%).
-* CRMA concentration: some element with w_e >= ``min_mass_fraction`` whose top mining country holds more
-  than ``crma_top_country_pct`` (65%, the CRMA 2023 single-country benchmark). Refining concentration is
-  what the FEOC flag covers.
+* CRMA concentration, at every stage the table covers: some element with w_e >= ``min_mass_fraction``
+  whose top mining country, or China at refining (``china_refining_share_pct``, the only refining share
+  the table has), holds more than ``crma_top_country_pct`` (65%, the CRMA 2023 single-country benchmark).
+  `crma_findings` names element, stage, country and share ("Co refining China 70%").
 * ``eu_crm_mass_fraction``: sum of w_e over elements on the EU CRMA 2023 list (strategic or critical).
 * ``co2_kg_per_kg``: sum_e w_e CO2_e (cradle-to-gate, per kg of element); NaN if a factor is missing.
   ``co2_lower_bound_kg_per_kg`` sums the known factors only: factors are >= 0, so it is a lower bound.
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import pandas as pd
 from pymatgen.core import Composition
@@ -128,8 +130,39 @@ def feoc_elements(
     return elements_above(composition, table, "china_refining_share_pct", china_pct, min_mass_fraction)
 
 
+@dataclass(frozen=True)
+class CrmaFinding:
+    """One element above the CRMA single-country benchmark at one stage."""
+
+    element: str
+    stage: str  # "mining" or "refining"
+    country: str
+    share_pct: float
+
+    def __str__(self) -> str:
+        return f"{self.element} {self.stage} {self.country} {self.share_pct:g}%"
+
+
+# stage -> (share column, column of the country; None: the share is China's by definition)
+CRMA_STAGES = {"mining": ("top_mine_share_pct", "top_mine_country"), "refining": ("china_refining_share_pct", None)}
+
+
+def crma_findings(
+    composition: Composition, table: pd.DataFrame, top_pct: float, min_mass_fraction: float
+) -> list[CrmaFinding]:
+    """Every (element, stage) whose single-country share exceeds `top_pct`, by element then stage."""
+    hits = []
+    for stage, (column, country_column) in CRMA_STAGES.items():
+        for element in elements_above(composition, table, column, top_pct, min_mass_fraction):
+            country = "China" if country_column is None else fact(table, element, country_column)
+            country = "unnamed country" if _is_missing(country) else str(country)
+            hits.append(CrmaFinding(element, stage, country, _number(table, element, column)))
+    return sorted(hits, key=lambda f: (f.element, list(CRMA_STAGES).index(f.stage)))
+
+
 def crma_elements(composition: Composition, table: pd.DataFrame, top_pct: float, min_mass_fraction: float) -> list[str]:
-    return elements_above(composition, table, "top_mine_share_pct", top_pct, min_mass_fraction)
+    """Elements above the CRMA benchmark at mining or refining, sorted by symbol."""
+    return sorted({f.element for f in crma_findings(composition, table, top_pct, min_mass_fraction)})
 
 
 def eu_crm_elements(composition: Composition, table: pd.DataFrame) -> list[str]:

@@ -11,7 +11,15 @@ import pandas as pd
 from mi.config import Objective, RankingConfig
 from mi.errors import ConfigError
 from mi.ranking.acquisition import acquisition_values, expected_improvement, score_std, select_batch
-from mi.ranking.constraints import active_constraints, apply_constraints, describe, numeric_column, probability_within
+from mi.ranking.domain import penalized
+from mi.ranking.constraints import (
+    active_constraints,
+    apply_constraints,
+    describe,
+    numeric_column,
+    probability_within,
+    split_by_constraints,
+)
 from mi.ranking.pareto import crowding_distance, pareto_ranks
 from mi.ranking.score import normalise, ucb_score, weighted_score
 
@@ -19,6 +27,7 @@ __all__ = [
     "acquisition_values",
     "active_constraints",
     "apply_constraints",
+    "split_by_constraints",
     "crowding_distance",
     "describe",
     "expected_improvement",
@@ -82,14 +91,15 @@ def rank(table: pd.DataFrame, cfg: RankingConfig) -> tuple[pd.DataFrame, dict]:
             if o not in informative:
                 skipped.append(f"objective {o.direction} {o.column} left out: no candidate has a value")
         objectives = informative or objectives
-    score = weighted_score(out, objectives)
+    scoring = penalized(out, objectives, cfg.out_of_domain)  # out-of-domain values score as the worst
+    score = weighted_score(scoring, objectives)
     values = np.column_stack(
-        [numeric_column(out, o.column, o.column) for o in objectives]
+        [numeric_column(scoring, o.column, o.column) for o in objectives]
     ).reshape(len(out), len(objectives))
     fronts = pareto_ranks(values, [o.direction == "max" for o in objectives])
     out["score"] = score
     if cfg.ucb_kappa is not None:
-        out["ucb_score"] = ucb_score(out, objectives, cfg.ucb_kappa)
+        out["ucb_score"] = ucb_score(scoring, objectives, cfg.ucb_kappa)
     out["pareto_rank"] = fronts
     out["crowding_distance"] = crowding_distance(values, fronts)
     # Scores rounded to 12 digits for ordering, so summation noise cannot reorder equal scores.

@@ -85,6 +85,9 @@ def active_constraints(table: pd.DataFrame, constraints: Sequence[Constraint]) -
     return active, skipped
 
 
+REMOVED_COLUMNS = ("id", "formula", "source", "constraint", "column", "value", "std", "probability")
+
+
 def apply_constraints(
     table: pd.DataFrame, constraints: Sequence[Constraint]
 ) -> tuple[pd.DataFrame, dict[str, int]]:
@@ -94,7 +97,18 @@ def apply_constraints(
     constraint has ``keep_missing``. Constraints are applied in order; each one's count is the rows it
     removed from those the earlier ones kept, so the counts add up to the rows removed. Every column is
     checked before any row is dropped; optional constraints on absent columns are skipped
-    (`active_constraints`).
+    (`active_constraints`). `split_by_constraints` also returns the removed rows.
+    """
+    kept, removed, _ = split_by_constraints(table, constraints)
+    return kept, removed
+
+
+def split_by_constraints(
+    table: pd.DataFrame, constraints: Sequence[Constraint]
+) -> tuple[pd.DataFrame, dict[str, int], pd.DataFrame]:
+    """`apply_constraints`, and the removed rows: one per removed row with the first constraint that
+    removed it, its column and the row's value there (``std`` and ``probability`` for a probabilistic
+    constraint), columns `REMOVED_COLUMNS` (``id``/``formula``/``source`` empty when the table lacks them).
     """
     active, _ = active_constraints(table, constraints)
     checked = []
@@ -113,7 +127,9 @@ def apply_constraints(
         checked.append((c, values, std))
     keep = np.ones(len(table), dtype=bool)
     removed: dict[str, int] = {}
+    parts = []
     for constraint, values, std in checked:
+        p = None
         with np.errstate(invalid="ignore"):
             if std is not None:
                 p = probability_within(values, std, constraint.min, constraint.max)
@@ -129,6 +145,20 @@ def apply_constraints(
         if constraint.keep_missing:
             ok |= missing
         key = describe(constraint)
-        removed[key] = removed.get(key, 0) + int(np.count_nonzero(keep & ~ok))
+        dropped = keep & ~ok
+        removed[key] = removed.get(key, 0) + int(np.count_nonzero(dropped))
+        if dropped.any():
+            rows = table.loc[dropped]
+            parts.append(pd.DataFrame({
+                **{c: rows[c].astype(str).to_numpy() if c in rows.columns else "" for c in ("id", "formula", "source")},
+                "constraint": key,
+                "column": constraint.column,
+                "value": values[dropped],
+                "std": std[dropped] if std is not None else np.nan,
+                "probability": p[dropped] if p is not None else np.nan,
+            }))
         keep &= ok
-    return table.loc[keep], removed
+    removed_rows = (
+        pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(REMOVED_COLUMNS))
+    )
+    return table.loc[keep], removed, removed_rows

@@ -37,6 +37,22 @@ def _dominates(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return le & lt
 
 
+def _checked(values: np.ndarray, maximise: Sequence[bool]) -> np.ndarray:
+    values = np.asarray(values, dtype=float)
+    if values.ndim != 2:
+        raise ValueError(f"values must be a 2-d array (rows, objectives), got shape {values.shape}")
+    if len(maximise) != values.shape[1]:
+        raise ValueError(f"{values.shape[1]} objective columns but {len(maximise)} directions")
+    return values
+
+
+def _visit_order(values: np.ndarray, maximise: Sequence[bool]) -> tuple[np.ndarray, np.ndarray]:
+    """Rows by summed column ranks (a dominating row always comes first), and their ordinal values."""
+    ordinal = _ordinal_minimise(values, maximise)
+    order = np.lexsort((np.arange(len(values)), ordinal.sum(axis=1)))
+    return order, ordinal[order]
+
+
 def pareto_ranks(values: np.ndarray, maximise: Sequence[bool]) -> np.ndarray:
     """Pareto front of each row by non-dominated sorting: 1 = not dominated by any row, 2 = not
     dominated once front 1 is removed, and so on.
@@ -48,19 +64,13 @@ def pareto_ranks(values: np.ndarray, maximise: Sequence[bool]) -> np.ndarray:
     so rows are visited in order of their summed column ranks (a dominating row always comes first) and
     each block of rows is compared with all rows before it at once: O(n^2 k) work, O(n * block) memory.
     """
-    values = np.asarray(values, dtype=float)
-    if values.ndim != 2:
-        raise ValueError(f"values must be a 2-d array (rows, objectives), got shape {values.shape}")
+    values = _checked(values, maximise)
     n, k = values.shape
-    if len(maximise) != k:
-        raise ValueError(f"{k} objective columns but {len(maximise)} directions")
     if n == 0:
         return np.zeros(0, dtype=np.int64)
     if k == 0:
         return np.ones(n, dtype=np.int64)
-    ordinal = _ordinal_minimise(values, maximise)
-    order = np.lexsort((np.arange(n), ordinal.sum(axis=1)))
-    v = ordinal[order]
+    order, v = _visit_order(values, maximise)
     ranks = np.zeros(n, dtype=np.int64)
     for start in range(0, n, _BLOCK):
         stop = min(start + _BLOCK, n)
@@ -80,6 +90,35 @@ def pareto_ranks(values: np.ndarray, maximise: Sequence[bool]) -> np.ndarray:
             ranks[start + i] = base[i]
     out = np.empty(n, dtype=np.int64)
     out[order] = ranks
+    return out
+
+
+def pareto_front(values: np.ndarray, maximise: Sequence[bool]) -> np.ndarray:
+    """Whether each row is on the first Pareto front (``pareto_ranks(values, maximise) == 1``), without
+    ranking the rest.
+
+    Rows are visited in order of their summed column ranks, as in `pareto_ranks`; a row is dominated
+    exactly when a row of the front found so far, or a row of its own block, dominates it (whatever
+    dominates it is dominated in turn by a front row that came before). So each block is compared with the
+    front only: O(n f k) work for a front of f rows, not O(n^2 k), and a streamed merge holds only the
+    front between shards.
+    """
+    values = _checked(values, maximise)
+    n, k = values.shape
+    if n == 0 or k == 0:
+        return np.ones(n, dtype=bool)
+    order, v = _visit_order(values, maximise)
+    on = np.zeros(n, dtype=bool)
+    front = v[:0]
+    for start in range(0, n, _BLOCK):
+        block = v[start : start + _BLOCK]
+        dominated = _dominates(block, block).any(axis=0)
+        if len(front):
+            dominated |= _dominates(front, block).any(axis=0)
+        on[start : start + len(block)] = ~dominated
+        front = np.vstack([front, block[~dominated]])
+    out = np.empty(n, dtype=bool)
+    out[order] = on
     return out
 
 

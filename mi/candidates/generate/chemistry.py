@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterable
+import operator
+from fractions import Fraction
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from pymatgen.core.periodic_table import Element
 
@@ -93,14 +96,30 @@ def balanced_states(groups: tuple[Group, ...]) -> tuple[float, ...] | None:
         if not group:
             return None
         options.append(group)
+    totals = neutral_totals(options)
+    if totals is None:
+        return None
+    return tuple(total / n for total, (_, _, n, _) in zip(totals, groups))
+
+
+def neutral_totals(options: Sequence[Sequence[tuple[int, Any]]], add: Callable[[Any, Any], Any] = operator.add):
+    """The total charge of every group in the neutral assignment of smallest key, or None where none is neutral.
+
+    ``options[i]`` lists group i's (total charge, cost); an assignment's key is the costs added up with `add`
+    group by group, so ``add(key, cost)`` must keep the order of keys (a smaller key stays smaller). Charges
+    are integers: a dynamic programme over the partial charge, each partial charge keeping the smallest key
+    that reaches it, pruned to what the remaining groups can still bring back to zero. Between equal keys the
+    first found wins (groups in order, each group's options in the order given).
+    """
     # the charge the groups after each one can still bring: partial sums outside it cannot end neutral
     low, high = [0] * (len(options) + 1), [0] * (len(options) + 1)
     for i in range(len(options) - 1, -1, -1):
-        low[i], high[i] = low[i + 1] + options[i][0][0], high[i + 1] + options[i][-1][0]
-    best = {0: 0}  # charge of the groups so far -> the smallest rank key that reaches it
+        low[i] = low[i + 1] + min(total for total, _ in options[i])
+        high[i] = high[i + 1] + max(total for total, _ in options[i])
+    best: dict[int, Any] = {0: None}  # charge of the groups so far -> the smallest key that reaches it
     chosen: list[dict[int, int]] = []  # per group: charge reached -> the group's total on the best way there
     for i, group in enumerate(options):
-        reached: dict[int, int] = {}
+        reached: dict[int, Any] = {}
         total_of: dict[int, int] = {}
         floor, ceiling = -high[i + 1], -low[i + 1]
         for charge, key in best.items():
@@ -108,9 +127,10 @@ def balanced_states(groups: tuple[Group, ...]) -> tuple[float, ...] | None:
                 c = charge + total
                 if c < floor or c > ceiling:
                     continue
+                new = cost if key is None else add(key, cost)
                 old = reached.get(c)
-                if old is None or key + cost < old:
-                    reached[c] = key + cost
+                if old is None or new < old:
+                    reached[c] = new
                     total_of[c] = total
         if not reached:
             return None
@@ -121,7 +141,7 @@ def balanced_states(groups: tuple[Group, ...]) -> tuple[float, ...] | None:
     for total_of in reversed(chosen):
         totals.append(total_of[charge])
         charge -= totals[-1]
-    return tuple(total / n for total, (_, _, n, _) in zip(reversed(totals), groups))
+    return totals[::-1]
 
 
 @functools.lru_cache(maxsize=None)
@@ -238,3 +258,163 @@ def electronegativity_ordered(cations: Iterable[str], anions: Iterable[str]) -> 
     if any(x is None for x in (*xc, *xa)):
         return False
     return not xc or not xa or max(xc) < min(xa)  # type: ignore[type-var]
+
+
+# --- oxidation-state guesses for whole compositions ---------------------------------------------------
+#
+# pymatgen's `Composition.oxi_state_guesses` ranks the charge-balanced assignments of an integer formula by
+# how often each ion occurs in the ICSD (the sum over sites of the ion's count); it enumerates every multiset
+# of states per element and every product of their sums, which explodes with the number of sites (a formula
+# scaled to thousands of atoms never returns). `probable_states` solves the same problem by the programme
+# of `neutral_totals`, with the same ranking and tie-breaking, within a bound on its work; `relaxed_states`
+# solves its continuous relaxation on fractional amounts directly, for compositions beyond that bound.
+
+
+class TooComplex(Exception):
+    """The exact guess would take more steps than allowed."""
+
+
+@functools.lru_cache(maxsize=1)
+def icsd_occurrence() -> dict[tuple[str, int], int]:
+    """(element, oxidation state) -> how often the ion occurs in the ICSD (pymatgen's icsd_bv.yaml, the
+    table `Composition.oxi_state_guesses` ranks by); ions absent count 0."""
+    from pathlib import Path
+
+    import yaml
+    from pymatgen.core import Species, composition
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C loader reads it in milliseconds
+    data = yaml.load(Path(composition.__file__).with_name("icsd_bv.yaml").read_text(), Loader=loader)
+    out: dict[tuple[str, int], int] = {}
+    for name, count in data["occurrence"].items():
+        species = Species.from_str(name)
+        out[(species.symbol, species.oxi_state)] = count  # a float state equals and hashes as the int one
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def guess_states(symbol: str) -> tuple[int, ...]:
+    """The states `Composition.oxi_state_guesses` tries for an element: the ICSD's, else the common ones
+    (in pymatgen's order, which decides ties)."""
+    el = Element(symbol)
+    return tuple(el.icsd_oxidation_states or el.common_oxidation_states)
+
+
+def _site_work(n: int, states: tuple[int, ...]) -> int:
+    span = max(states) - min(states) if states else 0
+    return n * len(states) * (len(states) + 1) // 2 * (n * span + 1)
+
+
+@functools.lru_cache(maxsize=4096)
+def _site_sums(states: tuple[int, ...], counts: tuple[int, ...], n: int) -> tuple[tuple[int, int], ...]:
+    """(total charge, best ICSD count) of n sites each in one of `states`, in the order the totals first appear
+    among `itertools.combinations_with_replacement(states, n)`: pymatgen's per-element options, without
+    enumerating the multisets. A multiset's first element is state i, then come the multisets of the rest
+    from i on; so the totals appear in that order, layer by layer over the number of sites."""
+    k = len(states)
+    layer: list[tuple[list[int], dict[int, int]]] = [([0], {0: 0}) for _ in range(k)]
+    for _ in range(n):
+        new: list[tuple[list[int], dict[int, int]]] = [([], {}) for _ in range(k)]
+        for start in range(k - 1, -1, -1):
+            order, best = new[start]
+            for i in range(start, k):
+                q, p = states[i], counts[i]
+                rest_order, rest_best = layer[i]
+                for s in rest_order:
+                    t, score = q + s, p + rest_best[s]
+                    old = best.get(t)
+                    if old is None:
+                        best[t] = score
+                        order.append(t)
+                    elif score > old:
+                        best[t] = score
+        layer = new
+    order, best = layer[0]
+    return tuple((t, best[t]) for t in order)
+
+
+def probable_states(
+    amounts: Sequence[tuple[str, int]], override: dict[str, tuple[int, ...]], max_work: int
+) -> tuple[float, ...] | None:
+    """The mean oxidation state per element of pymatgen's most probable guess
+    (``Composition(formula).oxi_state_guesses(oxi_states_override=override)[0]``) for whole-number amounts
+    given in the formula's element order; None where no assignment is neutral. Raises `TooComplex` where the
+    programme would take more than about `max_work` steps."""
+    if len(amounts) == 1:
+        return (0.0,)
+    table = icsd_occurrence()
+    groups = []
+    for symbol, n in amounts:
+        states = tuple(override.get(symbol) or guess_states(symbol))
+        if not states:
+            return None
+        groups.append((states, tuple(table.get((symbol, q), 0) for q in states), n))
+    work = sum(_site_work(n, states) for states, _, n in groups)
+    reach = 1
+    for states, _, n in groups:  # partial charges times options, an upper bound on the global programme
+        width = n * (max(states) - min(states)) + 1
+        work += reach * width
+        reach += width - 1
+    if work > max_work:
+        raise TooComplex(f"about {work} steps")
+    options = []
+    for states, counts, n in groups:
+        # key (-score, indices in pymatgen's product order): the highest score, then pymatgen's first
+        options.append([(t, (-score, (index,))) for index, (t, score) in enumerate(_site_sums(states, counts, n))])
+    totals = neutral_totals(options, add=lambda key, cost: (key[0] + cost[0], key[1] + cost[1]))
+    if totals is None:
+        return None
+    return tuple(total / float(n) for total, (_, n) in zip(totals, amounts))
+
+
+def _upper_hull(points: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    hull: list[tuple[int, int]] = []
+    for q, p in sorted(points):
+        while len(hull) >= 2 and (hull[-1][1] - hull[-2][1]) * (q - hull[-2][0]) <= (p - hull[-2][1]) * (
+            hull[-1][0] - hull[-2][0]
+        ):
+            hull.pop()
+        hull.append((q, p))
+    return hull
+
+
+def relaxed_states(amounts: Sequence[tuple[str, Fraction]], override: dict[str, tuple[int, ...]]):
+    """Mean oxidation states (Fractions) of the continuous relaxation of `probable_states` on fractional
+    amounts: each element's share of sites in each state may be any fraction, and the ICSD score is the same
+    sum. That is the guess of a formula scaled to ever more sites, found without scaling: each element's
+    best score is concave in its charge (the upper hull of its (state, count) points), so starting every
+    element at its most frequent state and moving, cheapest score per unit charge first, along the hulls
+    until the charge is zero is optimal. None where no assignment is neutral. Work: a sort of at most
+    (elements x states) segments."""
+    if len(amounts) == 1:
+        return (Fraction(0),)
+    table = icsd_occurrence()
+    hulls, at = [], []
+    for symbol, _ in amounts:
+        states = tuple(override.get(symbol) or guess_states(symbol))
+        if not states:
+            return None
+        hull = _upper_hull([(q, table.get((symbol, q), 0)) for q in set(states)])
+        hulls.append(hull)
+        at.append(max(range(len(hull)), key=lambda j: (hull[j][1], -j)))
+    charges = [n * hull[j][0] for (_, n), hull, j in zip(amounts, hulls, at)]
+    excess = sum(charges)
+    if excess:
+        up = excess < 0  # too negative: states must rise
+        moves = []
+        for e, ((_, n), hull, j) in enumerate(zip(amounts, hulls, at)):
+            steps = range(j, len(hull) - 1) if up else range(j, 0, -1)
+            for a in steps:
+                b = a + 1 if up else a - 1
+                per_charge = Fraction(hull[b][1] - hull[a][1], abs(hull[b][0] - hull[a][0]))
+                moves.append((-per_charge, e, abs(a - j), n * abs(hull[b][0] - hull[a][0])))
+        need = abs(excess)
+        for _, e, _, room in sorted(moves):
+            step = min(need, room)
+            charges[e] += step if up else -step
+            need -= step
+            if not need:
+                break
+        if need:
+            return None
+    return tuple(c / n for c, (_, n) in zip(charges, amounts))

@@ -1,0 +1,210 @@
+"""The built-in surrogates' recipes on splits they did not train on, against a random forest in the same run.
+
+    OMP_NUM_THREADS=1 python experiments/benchmarks/builtin_models.py [--task mp_stability|obelix|voltage|all]
+                                                                      [--quick] [--threads 1] [--trees 100]
+
+Each shipped checkpoint (``mi/models/builtin/<name>.pt``) is trained by its recipe on all the data it may
+use; here the same recipe is trained on a development split and scored on the rest (numbers on ../shared's
+splits are development figures: the hidden test splits are not there).
+
+* ``mp_stability`` (configs/mp_stability.yaml): one multi-task ensemble for formation energy and e_hull.
+  Test rows: a seeded 20 % of mp_e_form_dev (as experiments/benchmarks/surrogate.py) and all of
+  mp_e_hull_val; training rows: the rest of both tables, less any row whose reduced formula is a test row
+  of the *other* target (so neither target leaks the other's test labels). MAE and Spearman per target;
+  F1 and DAF of "e_hull <= 0.05" and "<= 0" (a prediction counts as a hit at the same threshold). The RF
+  (Magpie composition features) trains one forest per target on that target's training rows.
+* ``obelix`` (configs/train_obelix.yaml, builtin:obelix_conductivity): 5-fold cross-validation on the
+  OBELiX training split grouped by reduced formula (as surrogate.py's obelix task); MAE and Spearman.
+* ``voltage`` (configs/train_voltage.yaml, builtin:voltage): trained on every prototype family of
+  datasets/voltage/ but one, tested on the held-out family, for each family in turn; MAE against the oracle.
+
+Goals (issue 18): formation energy MAE <= 0.085 eV/atom; e_hull MAE <= 0.085 with F1 >= 0.88 at 0.05;
+OBELiX MAE <= 1.1 log10(S/cm) with Spearman >= 0.85; voltage MAE <= 0.15 V on a held-out family.
+The table ends with the ratio ours / RF per task.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from pymatgen.core import Composition
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import surrogate as bench  # noqa: E402  (the shared RF, recipe and dataset helpers of surrogate.py)
+
+from mi.models.datasets import concat_datasets  # noqa: E402
+from mi.models.evaluate import calibration_metrics, classification_metrics, regression_metrics  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+SHARED = ROOT.parent / "shared"
+MP = SHARED / "datasets" / "mp_composition"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--task", choices=["mp_stability", "obelix", "voltage", "all"], default="all")
+    parser.add_argument("--quick", action="store_true", help="small subsample, 2 members, few epochs")
+    parser.add_argument("--threads", type=int, default=1, help="torch and RF threads (default 1)")
+    parser.add_argument("--trees", type=int, default=100, help="random-forest trees (default 100)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                        help="override the task's recipe (repeatable)")
+    parser.add_argument("--progress", action="store_true", help="show the training progress bar")
+    return parser.parse_args(argv)
+
+
+def _reduced(formulas) -> np.ndarray:
+    return np.array([Composition(str(f)).reduced_formula for f in formulas])
+
+
+def _hits(y, prediction, label: str) -> dict[str, float]:
+    out = {}
+    for value in (0.05, 0.0):
+        hits = classification_metrics(y, prediction, "<=", value)
+        out[f"F1@{value:g}"], out[f"DAF@{value:g}"] = hits["f1"], hits["daf"]
+    return out
+
+
+def task_mp_stability(args) -> list[dict]:
+    run, cfg = bench._recipe("mp_stability.yaml", args)
+    parts = [bench.load_dataset(p, run.resolve(p.path)) for p in run.train.dataset.parts]
+    eform, hull_train, hull_val = parts
+    rng = np.random.default_rng(args.seed)
+    rows = rng.permutation(len(eform))
+    n_train = int(0.8 * len(rows))
+    eform_train, eform_test = eform.subset(rows[:n_train]), eform.subset(rows[n_train:])
+    if args.quick:
+        eform_train, eform_test = eform_train.subset(np.arange(3000)), eform_test.subset(np.arange(1000))
+        hull_train, hull_val = hull_train.subset(np.arange(3000)), hull_val.subset(np.arange(1000))
+    # no leaks across targets: a training row of one target never has the formula of a test row of the other
+    eform_test_f, hull_test_f = set(_reduced(eform_test.frame["formula"])), set(_reduced(hull_val.frame["formula"]))
+    eform_train = eform_train.subset(np.flatnonzero(~np.isin(_reduced(eform_train.frame["formula"]), list(hull_test_f))))
+    hull_train = hull_train.subset(np.flatnonzero(~np.isin(_reduced(hull_train.frame["formula"]), list(eform_test_f))))
+    train_set = concat_datasets([eform_train, hull_train])
+    print(f"\n[mp_stability] train {len(eform_train)} formation-energy + {len(hull_train)} e_hull rows; "
+          f"test {len(eform_test)} formation-energy rows (20 % of mp_e_form_dev) and {len(hull_val)} e_hull rows "
+          f"(mp_e_hull_val)")
+    print(f"  ours: {bench._describe(cfg)}")
+    started, cpu = time.perf_counter(), time.process_time()
+    surrogate, _ = bench.train(cfg, train_set, progress=args.progress)
+    ours_s, ours_cpu = time.perf_counter() - started, time.process_time() - cpu
+    results = []
+    for target, train_part, test_part in (
+        ("formation_energy_eV_atom", eform_train, eform_test),
+        ("e_hull_eV_atom", hull_train, hull_val),
+    ):
+        candidates, _ = test_part.candidates()
+        prediction = surrogate.predict(candidates=candidates).reindex(test_part.frame.index)
+        mean, std = prediction[target].to_numpy(), prediction[f"{target}_std"].to_numpy()
+        in_domain = prediction[f"{target}_in_domain"].to_numpy(dtype=bool)
+        y = test_part.frame[target].to_numpy(dtype=float)
+        x_train = bench._rf_features(train_part, ["composition"])
+        x_test = bench._rf_features(test_part, ["composition"])
+        rf_pred, rf_s = bench._rf(x_train, train_part.frame[target].to_numpy(dtype=float), x_test, args, args.seed)
+        ours, rf = regression_metrics(y, mean), regression_metrics(y, rf_pred)
+        extra_ours = _hits(y, mean, "ours") if target == "e_hull_eV_atom" else {}
+        extra_rf = _hits(y, rf_pred, "rf") if target == "e_hull_eV_atom" else {}
+        print(f"  {target}:")
+        print(bench._line("ours", {"MAE": ours["mae"], "Spearman": ours["spearman"], **extra_ours}, ours_s))
+        print(bench._line(f"RF ({args.trees} trees, Magpie)", {"MAE": rf["mae"], "Spearman": rf["spearman"],
+                                                                **extra_rf}, rf_s))
+        calibration = calibration_metrics(y, mean, std)
+        print(bench._line("ours calibration (test)", {"within 1 std": calibration["within_1sigma"],
+                                                      "within 2 std": calibration["within_2sigma"]}))
+        inside = regression_metrics(y[in_domain], mean[in_domain])["mae"] if in_domain.any() else float("nan")
+        outside = regression_metrics(y[~in_domain], mean[~in_domain])["mae"] if (~in_domain).any() else float("nan")
+        print(bench._line("ours by domain flag", {"in-domain rows": int(in_domain.sum()), "MAE in": inside,
+                                                  "out rows": int((~in_domain).sum()), "MAE out": outside}))
+        results.append({"task": target, "ours_mae": ours["mae"], "rf_mae": rf["mae"],
+                        "ours_spearman": ours["spearman"], "rf_spearman": rf["spearman"],
+                        **{f"ours_{k}": v for k, v in extra_ours.items()}, **{f"rf_{k}": v for k, v in extra_rf.items()},
+                        "ratio": ours["mae"] / rf["mae"]})
+    print(f"  training: {ours_s / 60:.1f} min wall, {ours_cpu / 60:.1f} CPU-min")
+    return results
+
+
+def task_obelix(args) -> list[dict]:
+    result = bench.task_obelix(args, "train_obelix.yaml")
+    return [{**result, "task": "log10_conductivity_S_cm"}]
+
+
+def task_voltage(args) -> list[dict]:
+    recipe = bench.CONFIGS / "train_voltage.yaml"
+    if not recipe.is_file():
+        print("\n[voltage] skipped: configs/train_voltage.yaml is absent")
+        return []
+    run, cfg = bench._recipe("train_voltage.yaml", args)
+    dataset = bench._dataset(run)
+    target = "voltage_V"
+    has = np.flatnonzero(np.isfinite(dataset.frame[target].to_numpy(dtype=float)))
+    dataset = dataset.subset(has)
+    ids = [str(i) for i in dataset.frame.index]
+    families = np.array([i.split(":")[-1].split("-")[0] for i in ids])
+    names = sorted(set(families))
+    print(f"\n[voltage] {len(dataset)} rows with an oracle voltage; families: {', '.join(names)}")
+    x = bench._rf_features(dataset, ["composition"])
+    y = dataset.frame[target].to_numpy(dtype=float)
+    ours_pred, rf_pred = np.full(len(y), np.nan), np.full(len(y), np.nan)
+    for family in names:
+        test_rows, train_rows = np.flatnonzero(families == family), np.flatnonzero(families != family)
+        if len(train_rows) < 10:
+            continue
+        mean, _, _, _ = bench._ours(cfg, dataset.subset(train_rows), dataset.subset(test_rows), target, args)
+        ours_pred[test_rows] = mean
+        rf_pred[test_rows], _ = bench._rf(x[train_rows], y[train_rows], x[test_rows], args, args.seed)
+        print(f"  held out {family:<28} n {len(test_rows):>4}  MAE ours "
+              f"{np.mean(np.abs(mean - y[test_rows])):.3f}  RF {np.mean(np.abs(rf_pred[test_rows] - y[test_rows])):.3f}")
+    done = np.isfinite(ours_pred)
+    ours, rf = regression_metrics(y[done], ours_pred[done]), regression_metrics(y[done], rf_pred[done])
+    print(bench._line("ours (held-out families)", {"MAE": ours["mae"], "Spearman": ours["spearman"]}))
+    print(bench._line("RF (held-out families)", {"MAE": rf["mae"], "Spearman": rf["spearman"]}))
+    return [{"task": target, "ours_mae": ours["mae"], "rf_mae": rf["mae"], "ours_spearman": ours["spearman"],
+             "rf_spearman": rf["spearman"], "ratio": ours["mae"] / rf["mae"]}]
+
+
+TASKS = {"mp_stability": task_mp_stability, "obelix": task_obelix, "voltage": task_voltage}
+NEEDS = {
+    "mp_stability": MP / "mp_e_form_dev.csv",
+    "obelix": SHARED / "datasets" / "obelix" / "train.csv",
+    "voltage": ROOT / "datasets" / "voltage",
+}
+GOALS = {
+    "formation_energy_eV_atom": "MAE <= 0.085",
+    "e_hull_eV_atom": "MAE <= 0.085, F1@0.05 >= 0.88",
+    "log10_conductivity_S_cm": "MAE <= 1.1, Spearman >= 0.85",
+    "voltage_V": "MAE <= 0.15 (held-out family)",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    names = list(TASKS) if args.task == "all" else [args.task]
+    started = time.perf_counter()
+    results = []
+    for name in names:
+        if not NEEDS[name].exists():
+            print(f"[{name}] skipped: {NEEDS[name]} is absent")
+            continue
+        results.extend(TASKS[name](args))
+    print(f"\nsummary ({time.perf_counter() - started:.0f} s, {args.threads} thread(s){', quick' if args.quick else ''}):")
+    print(f"  {'column':<26} {'MAE ours':>9} {'MAE RF':>9} {'Spearman ours/RF':>18}  {'extra':<34} goal")
+    for r in results:
+        extra = ""
+        if r["task"] == "e_hull_eV_atom":
+            extra = (f"F1@0.05 {r['ours_F1@0.05']:.3f}/{r['rf_F1@0.05']:.3f} "
+                     f"DAF {r['ours_DAF@0.05']:.2f}/{r['rf_DAF@0.05']:.2f}")
+        print(f"  {r['task']:<26} {r['ours_mae']:>9.4f} {r['rf_mae']:>9.4f} "
+              f"{r['ours_spearman']:>8.3f}/{r['rf_spearman']:<9.3f}  {extra:<34} {GOALS[r['task']]}")
+    for r in results:
+        print(f"  MAE ratio ours/RF [{r['task']}]: {r['ratio']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

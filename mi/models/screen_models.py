@@ -1,0 +1,135 @@
+"""The surrogates of one screen: several checkpoints, each contributing its predicted columns.
+
+A screen names its models with ``model:`` (one) and ``models:`` (a list); each entry is a checkpoint
+(``builtin:<name>`` or a path) and may keep only some of its targets (``columns:``). Two models predicting
+the same column is a config error naming both entries, unless ``columns:`` picks one. `ModelRef` is the
+picklable reference a worker process or a Ray task loads the models from; `ScreenModels` is the loaded set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+from mi.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """One model of a screen: where its checkpoint is, where it predicts, which targets it contributes."""
+
+    key: str  # the config key path, for messages: "model" or "models[1]"
+    label: str  # builtin:<name> or an absolute path
+    device: str = "auto"
+    columns: tuple[str, ...] | None = None  # None: every target
+    sha256: str | None = None  # the checkpoint file's, once known
+
+
+def model_refs(cfg) -> list[ModelRef]:
+    """The checkpoint references of a `ScreenConfig`'s ``model`` and ``models`` (recipes excluded: the
+    pipeline trains those first and refers to the checkpoints it wrote)."""
+    refs = []
+    for key, entry in cfg.model_entries():
+        if entry.checkpoint is None:
+            continue
+        spec = entry.checkpoint
+        label = spec if spec.startswith("builtin:") else str(cfg.resolve(spec).resolve())
+        refs.append(ModelRef(key, label, entry.device, tuple(entry.columns) if entry.columns is not None else None))
+    return refs
+
+
+def check_models(refs: Sequence[ModelRef]) -> list[ModelRef]:
+    """Read each checkpoint's card; refuse unknown ``columns`` and columns two models both predict.
+
+    Returns the refs with their file hashes and their columns made explicit.
+    """
+    from mi.models.checkpoint import checkpoint_card
+
+    owner: dict[str, str] = {}
+    checked = []
+    for ref in refs:
+        card = checkpoint_card(ref.label)
+        targets = [t["name"] for t in card["targets"]]
+        columns = ref.columns if ref.columns is not None else tuple(targets)
+        unknown = [c for c in columns if c not in targets]
+        if unknown:
+            raise ConfigError(
+                f"{ref.key}.columns: {ref.label} does not predict {', '.join(unknown)} (it predicts {', '.join(targets)})"
+            )
+        for column in columns:
+            if column in owner:
+                raise ConfigError(
+                    f"{owner[column]} and {ref.key} ({ref.label}) both predict {column}: pick one with 'columns:' "
+                    f"on a model entry"
+                )
+            owner[column] = f"{ref.key}"
+        checked.append(ModelRef(ref.key, ref.label, ref.device, tuple(columns), card["sha256"]))
+    return checked
+
+
+class ScreenModels:
+    """Loaded surrogates and the columns each contributes; predicts them all into one frame."""
+
+    def __init__(self, refs: Sequence[ModelRef], surrogates: Sequence) -> None:
+        self.refs = list(refs)
+        self.surrogates = list(surrogates)
+
+    @classmethod
+    def load(cls, refs: Sequence[ModelRef]) -> ScreenModels:
+        from mi.models.checkpoint import load_checkpoint
+        from mi.models.device import resolve_device
+
+        surrogates = []
+        for ref in refs:
+            surrogate = load_checkpoint(ref.label, expected_sha256=ref.sha256)
+            surrogate.to(resolve_device(ref.device))
+            surrogates.append(surrogate)
+        return cls(refs, surrogates)
+
+    @property
+    def targets(self) -> list[str]:
+        """Every predicted column, in model order."""
+        return [c for ref, s in zip(self.refs, self.surrogates) for c in (ref.columns or s.targets)]
+
+    @property
+    def feature_sets(self) -> list[str]:
+        """The descriptor sets any of the models reads."""
+        return list(dict.fromkeys(n for s in self.surrogates for n in s.spec.feature_sets))
+
+    def predict(self, features: pd.DataFrame | None, candidates: Sequence) -> pd.DataFrame:
+        """``<target>``, ``<target>_std`` (and ``<target>_in_domain`` where the model has a domain) of every
+        contributed target, one row per row of `features` (per candidate without them: each model then
+        computes the features it reads)."""
+        if features is None:
+            features = pd.DataFrame(index=pd.Index([c.id for c in candidates], name="id", dtype=object))
+        frames = []
+        for ref, surrogate in zip(self.refs, self.surrogates):
+            predicted = surrogate.predict(features, candidates)
+            keep = set(ref.columns or surrogate.targets)
+            frames.append(predicted[[c for c in predicted.columns if _target_of(c, surrogate.targets) in keep]])
+        if not frames:
+            return pd.DataFrame(index=features.index)
+        return pd.concat(frames, axis=1)
+
+    def cards(self) -> list[dict]:
+        """Per model: key, checkpoint, sha256, columns contributed and the card's provenance and metrics."""
+        from mi.models.checkpoint import checkpoint_card
+
+        out = []
+        for ref in self.refs:
+            card = checkpoint_card(ref.label)
+            out.append({"key": ref.key, "checkpoint": ref.label, "sha256": card["sha256"], "columns": list(ref.columns or ()),
+                        "card": card})
+        return out
+
+
+def _target_of(column: str, targets: Sequence[str]) -> str:
+    for suffix in ("_in_domain", "_std"):
+        if column.endswith(suffix) and column[: -len(suffix)] in targets:
+            return column[: -len(suffix)]
+    return column
+
+
+__all__ = ["ModelRef", "ScreenModels", "check_models", "model_refs"]

@@ -1,0 +1,230 @@
+"""Scale-up demand: the elements a chemistry would need at a market scenario, against world mine output.
+
+Per candidate, from its theoretical specific energy E (Wh/kg, ``specific_energy_Wh_kg`` of the 'energy'
+group: capacity x voltage) and the mass fractions w_e of its elements:
+
+* kg of element e per kWh: ``w_e / (E / 1000)`` (E / 1000 is kWh per kg of active material);
+* tonnes a year at the scenario (``properties.demand``: ``twh_per_year``, default 5.5, and the ``share``
+  of that market the chemistry takes, default 1.0):
+  ``kg/kWh x twh_per_year x 1e9 kWh/TWh x share / 1000 kg/t``;
+* supply share: those tonnes / ``world_mine_production_t`` of the element table (tonnes of contained
+  element; ``production_year`` says which year). A blank production figure is unknown: that element's
+  share is NaN, never 0, and the run's notes name it.
+
+Columns (the 'demand' group, after the surrogate): ``demand_<El>_t_per_year`` for the elements present in
+the table's candidates and for every element with a production figure (so those columns exist in every
+chunk of a screen; 0 for a candidate without the element), ``max_supply_share`` and ``limiting_element``
+over the candidate's elements with a known production figure, and ``max_supply_share_std`` (first order
+from the voltage's std: E_std / E). Without a specific energy (no voltage) the row's figures are NaN and a
+note says so.
+
+The energy is the theoretical one of the active material alone, with every releasable working ion
+extracted; real cells store less per kg of cathode and also need anode, electrolyte and the rest, so
+these tonnes are a lower bound on what a chemistry at that scale would need.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+from pymatgen.core import Composition, Element
+
+from mi.config import DemandConfig, PropertiesConfig
+from mi.properties import supply
+
+KWH_PER_TWH = 1e9
+KG_PER_TONNE = 1000.0
+PRODUCTION = "world_mine_production_t"
+
+
+def column(element: str) -> str:
+    """The tonnes-a-year column of `element`."""
+    return f"demand_{element}_t_per_year"
+
+
+def kg_per_kwh(composition: Composition, specific_energy_Wh_kg: float) -> dict[str, float]:
+    """element -> kg per kWh of theoretical energy; NaN for every element when the energy is not positive."""
+    kwh_per_kg = specific_energy_Wh_kg / 1000.0 if specific_energy_Wh_kg > 0 else math.nan
+    return {e: w / kwh_per_kg for e, w in supply.mass_fractions(composition).items()}
+
+
+def tonnes_per_year(kg_per_kwh: float, scenario: DemandConfig) -> float:
+    """Tonnes a year of an element at `scenario` from its kg per kWh."""
+    return kg_per_kwh * scenario.twh_per_year * KWH_PER_TWH * scenario.share / KG_PER_TONNE
+
+
+def production_t(table: pd.DataFrame, element: str) -> float:
+    """World mine production (t) of `element`; NaN when the table has no figure (or 0: no share can be taken)."""
+    value = supply.fact(table, element, PRODUCTION)
+    return float(value) if isinstance(value, (int, float)) and value > 0 else math.nan
+
+
+@dataclass(frozen=True)
+class ElementDemand:
+    element: str
+    mass_fraction: float
+    kg_per_kwh: float
+    t_per_year: float
+    world_mine_production_t: float  # NaN: unknown
+    production_year: str | None
+    supply_share: float  # t_per_year / world_mine_production_t; NaN when production is unknown
+
+
+def element_demand(
+    composition: Composition, specific_energy_Wh_kg: float, table: pd.DataFrame, scenario: DemandConfig
+) -> list[ElementDemand]:
+    """Per element of `composition`, heaviest demand first (module docstring)."""
+    out = []
+    w = supply.mass_fractions(composition)
+    for element, kg in kg_per_kwh(composition, specific_energy_Wh_kg).items():
+        tonnes = tonnes_per_year(kg, scenario)
+        produced = production_t(table, element)
+        year = supply.fact(table, element, "production_year")
+        out.append(
+            ElementDemand(
+                element=element,
+                mass_fraction=w[element],
+                kg_per_kwh=kg,
+                t_per_year=tonnes,
+                world_mine_production_t=produced,
+                production_year=None if isinstance(year, float) else str(year),
+                supply_share=tonnes / produced,
+            )
+        )
+    return sorted(out, key=lambda d: -d.mass_fraction)
+
+
+def limiting(demands: list[ElementDemand]) -> tuple[float, str | None]:
+    """(max supply share, its element) over the elements with a known share; (NaN, None) if none has one."""
+    known = [d for d in demands if not math.isnan(d.supply_share)]
+    if not known:
+        return math.nan, None
+    top = max(known, key=lambda d: d.supply_share)
+    return top.supply_share, top.element
+
+
+# --- the 'demand' group of derived properties ------------------------------------------------------------
+
+
+def demand(table: pd.DataFrame, cfg: PropertiesConfig, element_table: pd.DataFrame | None = None):
+    """The 'demand' columns of `table` (needs ``formula`` and ``specific_energy_Wh_kg``) and notes."""
+    from mi.properties.compute import _plural
+    from mi.properties.derived import _column, _ids  # here: derived imports this module
+
+    if element_table is None:
+        from mi.data import load_element_facts
+
+        element_table = load_element_facts()
+    scenario = cfg.demand
+    source = element_table.attrs.get("source", "the given element table")
+    notes: list[str] = []
+    energy = _column(table, "specific_energy_Wh_kg")
+    if "specific_energy_Wh_kg" not in table.columns:
+        notes.append(
+            "demand figures are missing for every candidate: no specific_energy_Wh_kg column (calculator 'energy')"
+        )
+    elif len(table) and not np.isfinite(energy).any():
+        notes.append(
+            "demand figures are missing for every candidate: no specific energy (no voltage, or no capacity; "
+            "see the energy notes)"
+        )
+    fractions: dict[str, dict[str, float]] = {}  # formula -> mass fractions, once per distinct formula
+    per_row = [fractions.setdefault(f, supply.mass_fractions(Composition(f))) for f in table["formula"].astype(str)]
+    present = {e for w in per_row for e in w}
+    produced = {e for e in element_table.index if not math.isnan(production_t(element_table, e))}
+    elements = sorted(present | produced, key=lambda e: (Element(e).Z if Element.is_valid_symbol(e) else 999, e))
+    production = {e: production_t(element_table, e) for e in present}
+
+    tonnes = {e: np.full(len(table), np.nan) for e in elements}
+    max_share = np.full(len(table), np.nan)
+    limiting_element: list[str | None] = [None] * len(table)
+    no_energy: list[int] = []
+    no_production: list[int] = []
+    unknown: Counter[str] = Counter()  # element -> candidates whose share of it is unknown
+    factor = scenario.twh_per_year * KWH_PER_TWH * scenario.share / KG_PER_TONNE
+    for i, w in enumerate(per_row):
+        if not energy[i] > 0:
+            no_energy.append(i)
+            continue
+        for e in elements:
+            tonnes[e][i] = w.get(e, 0.0) / (energy[i] / 1000.0) * factor
+        shares = {}
+        for e in w:
+            if math.isnan(production[e]):
+                unknown[e] += 1
+            else:
+                shares[e] = tonnes[e][i] / production[e]
+        if shares:
+            limiting_element[i] = max(shares, key=shares.get)
+            max_share[i] = shares[limiting_element[i]]
+        else:
+            no_production.append(i)
+
+    out = pd.DataFrame({column(e): tonnes[e] for e in elements}, index=table.index)
+    out["max_supply_share"] = max_share
+    with np.errstate(divide="ignore", invalid="ignore"):  # t ~ 1/E: the same relative std (NaN without one)
+        out["max_supply_share_std"] = max_share * _column(table, "specific_energy_Wh_kg_std") / energy
+    out["limiting_element"] = pd.Series(limiting_element, index=table.index, dtype=object)
+    if "specific_energy_Wh_kg_in_domain" in table.columns:  # from an extrapolated voltage: flagged alike
+        out["max_supply_share_in_domain"] = table["specific_energy_Wh_kg_in_domain"]
+
+    if no_energy and "specific_energy_Wh_kg" in table.columns and len(no_energy) < len(table):
+        notes.append(
+            f"demand figures are missing for {_plural(len(no_energy))}: no specific energy "
+            f"({_ids(table, np.isin(np.arange(len(table)), no_energy))})"
+        )
+    if len(no_energy) < len(table):
+        years = sorted({str(y) for y in element_table.get("production_year", pd.Series(dtype=object)).dropna()})
+        notes.append(
+            f"demand_<element>_t_per_year: tonnes a year if the chemistry supplied {scenario_text(scenario)} at "
+            "its theoretical specific energy (active material only, every "
+            "releasable working ion: a lower bound on real demand); max_supply_share is the largest of those over "
+            f"world mine production ({', '.join(years) or 'year not given'}, {source})"
+        )
+    if PRODUCTION not in element_table.columns:
+        notes.append(f"max_supply_share is missing for every candidate: the element table has no {PRODUCTION} column")
+    elif unknown:
+        counts = ", ".join(f"{e} ({_plural(n)})" for e, n in sorted(unknown.items()))
+        notes.append(
+            f"max_supply_share leaves out elements without a world mine production figure (unknown, not zero) in "
+            f"{source}: {counts}"
+        )
+        if no_production:
+            notes.append(
+                f"max_supply_share is missing for {_plural(len(no_production))}: none of their elements has a "
+                f"world mine production figure ({_ids(table, np.isin(np.arange(len(table)), no_production))})"
+            )
+    return out, notes
+
+
+def scenario_text(scenario: DemandConfig) -> str:
+    """'5.5 TWh a year' or '20% of 5.5 TWh a year'."""
+    market = f"{scenario.twh_per_year:g} TWh a year"
+    return market if scenario.share == 1 else f"{scenario.share:.0%} of {market}"
+
+
+def element_name(element: str) -> str:
+    """'cobalt' for 'Co'."""
+    return Element(element).long_name.lower()
+
+
+def need_sentence(share: float, element: str, year: str | None, scenario: DemandConfig) -> str:
+    """'at 5.5 TWh a year this chemistry needs 13 x the world's 2023 cobalt output'."""
+    times = f"{share:.3g}" if share < 1000 else f"{share:,.0f}"
+    year_text = f"{year} " if year else ""
+    return (
+        f"at {scenario_text(scenario)} this chemistry needs {times} x the world's {year_text}"
+        f"{element_name(element)} output"
+    )
+
+
+def records(demands: list[ElementDemand]) -> list[Mapping[str, float | str | None]]:
+    """Plain dicts (NaN -> None) for JSON."""
+    return [
+        {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in asdict(d).items()} for d in demands
+    ]
