@@ -54,7 +54,8 @@ class LoopResult:
 
 
 def make_labeller(cfg: LoopConfig) -> Labeller:
-    """The configured labeller; the CHGNet oracle is imported only when asked for."""
+    """The configured labeller: a table, or an oracle of the registry set up as `mi label` sets it up (its
+    module imported only when asked for)."""
     spec = cfg.labeller
     if spec.kind == "table":
         from mi.oracle.table import TableLabeller
@@ -63,16 +64,9 @@ def make_labeller(cfg: LoopConfig) -> Labeller:
             cfg.resolve(spec.path), dict(spec.targets), dict(spec.units), match=spec.match,
             formula_column=spec.formula_column, duplicates=spec.duplicates,
         )
-    from mi.oracle.label import chgnet_labeller  # heavy (torch + CHGNet weights): only for this kind
+    from mi.oracle.run import build_labeller
 
-    settings = dict(spec.settings)
-    for key in ("entries_file", "cache_dir"):  # paths in a config are relative to the config file
-        if isinstance(settings.get(key), str):
-            settings[key] = str(cfg.resolve(settings[key]))
-    try:
-        return chgnet_labeller(**settings)
-    except TypeError as exc:  # an unknown or misspelt setting
-        raise ConfigError(f"labeller.settings: {exc}") from None
+    return build_labeller(spec.oracle, spec.labels, cfg.resolve)
 
 
 def read_pool(cfg: LoopConfig) -> tuple[list[Candidate], list[Failure]]:
@@ -128,7 +122,7 @@ def _comparable(cfg: LoopConfig) -> dict:
 
 
 def _write_csv(path: Path, frame: pd.DataFrame) -> None:
-    from mi.export.atomic import atomic_write_csv
+    from mi.files import atomic_write_csv
 
     atomic_write_csv(path, frame)
 
@@ -153,7 +147,7 @@ def write_plot(path: Path, log_frame: pd.DataFrame, cfg: LoopConfig, targets: li
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from mi.export.atomic import atomic_write_bytes
+    from mi.files import atomic_write_bytes
 
     fig = Figure(figsize=(10, 4))
     FigureCanvasAgg(fig)
@@ -214,7 +208,7 @@ def _log_row(
     round_: int, labelled: pd.DataFrame, n_calls: int, n_failed: int, cfg: LoopConfig, targets: list[str],
     predictions: pd.DataFrame | None, metrics: dict | None, seconds: float,
 ) -> dict:
-    from mi.ranking.score import weighted_score
+    from mi.ranking.stats import weighted_score
 
     row: dict = {"round": round_, "n_labelled": len(labelled), "n_calls": n_calls, "n_failed": n_failed}
     best_score = np.nan
@@ -265,7 +259,7 @@ def run_loop(
     `labeller` and `pool` (candidates and their features) replace the configured ones, so that a benchmark
     can share one featurized pool between runs.
     """
-    from mi.export.atomic import atomic_write_text
+    from mi.files import atomic_write_text
     from mi.models.checkpoint import save_checkpoint
     from mi.models.train import train
     from mi.ranking.acquisition import acquisition_values, feasible, select_batch

@@ -39,6 +39,16 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class _FileConfig(_Frozen):
+    """A config read from a file: relative paths inside it are relative to that file's folder."""
+
+    base_dir: str = Field(".", exclude=True)
+
+    def resolve(self, path: str) -> Path:
+        """A path from the config, resolved against the config file's folder."""
+        return _resolve(self.base_dir, path)
+
+
 # --- candidate generation (`mi generate`, `candidates.generate`) -------------------------------------
 
 
@@ -167,16 +177,12 @@ class GenerateOutput(_Frozen):
     shard_size: int = Field(10000, ge=1, description="candidates per shard file")
 
 
-class GenerateRunConfig(_Frozen):
+class GenerateRunConfig(_FileConfig):
     """`mi generate CONFIG`: a generator and where its shards go."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     generate: GenerateConfig
     output: GenerateOutput = Field(default_factory=GenerateOutput)
-    base_dir: str = Field(".", exclude=True)
-
-    def resolve(self, path: str) -> Path:
-        return _resolve(self.base_dir, path)
 
 
 # --- candidates -------------------------------------------------------------------------------------
@@ -634,10 +640,50 @@ class ExecutionConfig(_Frozen):
         return value
 
 
+# --- refinement (the funnel, `mi.refine`) ------------------------------------------------------------
+
+
+class RefineConfig(_Frozen):
+    """`refine:` after ranking, the oracle relaxes the best candidates and the ranking uses its values."""
+
+    oracle: str = Field("chgnet", description="a registered oracle (mi.oracle.registry)")
+    model: str = Field("0.3.0", description="oracle model version (CHGNet: weights that ship in its wheel)")
+    top_k: int = Field(10, ge=1, description="candidates sent to the oracle")
+    select: Literal["score", "ucb_score", "pareto"] = Field(
+        "score", description="which: the best by score, by ucb_score, or by Pareto rank (then rank)"
+    )
+    relax: bool = Field(True, description="relax cell and positions; false: single points of the input cells")
+    voltage: bool = Field(True, description="oracle voltage from the relaxed delithiated counterpart")
+    extract_fraction: float = Field(
+        1.0, gt=0, le=1, description="fraction of the redox-extractable working ions removed for the voltage "
+        "(0.5: e.g. Li0.5CoO2, the accessible range of LiCoO2; the cell is doubled when needed)"
+    )
+    references: str = Field(
+        "mp_bundled", description="hull references: mp_bundled, oracle_elements, or a JSON file of ComputedEntry dicts"
+    )
+    fmax: float = Field(0.1, gt=0, description="relaxation stops below this max force, eV/A")
+    max_steps: int = Field(300, ge=0, description="FIRE steps at most per relaxation (then unconverged)")
+    time_limit_s: float | None = Field(
+        300.0, gt=0, description="wall time of one relaxation of a cell of atoms_per_limit atoms; larger cells "
+        "get proportionally more; null = none"
+    )
+    atoms_per_limit: int = Field(32, ge=1, description="cell size time_limit_s is meant for")
+    scale_with_load: bool = Field(
+        True, description="multiply the time limit by the machine's load per core when above 1 (a busy machine)"
+    )
+    max_memory_mb: float | None = Field(4096.0, gt=0, description="memory one relaxation may add; beyond it, a failure")
+    disagreement_sigma: float = Field(3.0, gt=0, description="flag |oracle - surrogate| beyond this many surrogate std")
+    chunk_size: int = Field(4, ge=1, description="candidates per refine chunk (each written atomically; --resume skips them)")
+    device: Literal["auto", "cpu", "cuda", "mps"] = "cpu"
+    cache_dir: str | None = Field(
+        "auto", description="elemental-reference cache; auto = $XDG_CACHE_HOME/mi/oracle_references"
+    )
+
+
 # --- the experiment ---------------------------------------------------------------------------------
 
 
-class ScreenConfig(_Frozen):
+class ScreenConfig(_FileConfig):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     candidates: CandidatesConfig
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
@@ -649,8 +695,8 @@ class ScreenConfig(_Frozen):
     ranking: RankingConfig
     export: ExportConfig = Field(default_factory=ExportConfig)
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
+    refine: RefineConfig | None = Field(None, description="the funnel: oracle relaxations of the best (off when absent)")
     # The folder relative paths are resolved against; set by the loader, never read from YAML.
-    base_dir: str = Field(".", exclude=True)
 
     @model_validator(mode="before")
     @classmethod
@@ -665,10 +711,6 @@ class ScreenConfig(_Frozen):
         entries = [("model", self.model)] if self.model is not None else []
         return entries + [(f"models[{i}]", m) for i, m in enumerate(self.models)]
 
-    def resolve(self, path: str) -> Path:
-        """A path from the config, resolved against the config file's folder."""
-        return _resolve(self.base_dir, path)
-
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
@@ -677,7 +719,7 @@ class ScreenConfig(_Frozen):
         return "sha256:" + hashlib.sha256(payload.encode()).hexdigest()
 
 
-class TrainRunConfig(_Frozen):
+class TrainRunConfig(_FileConfig):
     """`mi train CONFIG`: a dataset, a recipe and where the checkpoint goes."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -690,10 +732,6 @@ class TrainRunConfig(_Frozen):
     run_dir: str | None = Field(
         None, description="metrics.csv, resume.pt and the resolved config (default: <checkpoint>.run/ beside it)"
     )
-    base_dir: str = Field(".", exclude=True)
-
-    def resolve(self, path: str) -> Path:
-        return _resolve(self.base_dir, path)
 
 
 # --- active learning (`mi loop`) ---------------------------------------------------------------------
@@ -747,14 +785,16 @@ class TableLabellerConfig(_Frozen):
     duplicates: Literal["min", "mean", "first"] = Field("min", description="match: formula, several rows per formula")
 
 
-class ChgnetLabellerConfig(_Frozen):
-    """Labels computed by the CHGNet oracle (`mi.oracle.label.chgnet_labeller(**settings)`)."""
+class OracleLabellerConfig(_Frozen):
+    """Labels computed by an oracle of the registry (`mi.oracle.registry`), set up as in `mi label`: the same
+    ``oracle:`` and ``labels:`` sections (`mi.oracle.run.build_labeller`)."""
 
-    kind: Literal["chgnet"] = "chgnet"
-    settings: dict[str, Any] = Field(default_factory=dict)
+    kind: Literal["oracle"] = "oracle"
+    oracle: OracleConfig = Field(default_factory=lambda: OracleConfig())
+    labels: LabelTargetsConfig = Field(default_factory=lambda: LabelTargetsConfig())
 
 
-LabellerConfig = Annotated[TableLabellerConfig | ChgnetLabellerConfig, Field(discriminator="kind")]
+LabellerConfig = Annotated[TableLabellerConfig | OracleLabellerConfig, Field(discriminator="kind")]
 
 
 class AcquisitionConfig(_Frozen):
@@ -765,7 +805,7 @@ class AcquisitionConfig(_Frozen):
     xi: float = Field(0.0, ge=0, description="ei: improvement counted above best score + xi")
 
 
-class LoopConfig(_Frozen):
+class LoopConfig(_FileConfig):
     """`mi loop CONFIG`: rank the pool with the surrogate, label a batch, retrain, repeat."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -784,7 +824,6 @@ class LoopConfig(_Frozen):
     rounds: int = Field(5, ge=1)
     seed: int = 0
     out_dir: str = Field("../experiments", description="the loop writes to <out_dir>/<name>/ (or --out)")
-    base_dir: str = Field(".", exclude=True)
 
     @field_validator("train")
     @classmethod
@@ -806,9 +845,6 @@ class LoopConfig(_Frozen):
                         f"({', '.join(sorted(targets))})"
                     )
         return self
-
-    def resolve(self, path: str) -> Path:
-        return _resolve(self.base_dir, path)
 
 
 # --- oracle labels (`mi label`) ---------------------------------------------------------------------
@@ -853,7 +889,7 @@ class LabelOutputConfig(_Frozen):
     chunk_size: int = Field(16, ge=1, description="candidates per chunk (each written atomically; --resume skips them)")
 
 
-class LabelConfig(_Frozen):
+class LabelConfig(_FileConfig):
     """`mi label CONFIG`: label candidates with an oracle into a dataset `mi train` reads."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -861,10 +897,6 @@ class LabelConfig(_Frozen):
     oracle: OracleConfig = Field(default_factory=OracleConfig)
     labels: LabelTargetsConfig = Field(default_factory=LabelTargetsConfig)
     output: LabelOutputConfig = Field(default_factory=LabelOutputConfig)
-    base_dir: str = Field(".", exclude=True)
-
-    def resolve(self, path: str) -> Path:
-        return _resolve(self.base_dir, path)
 
     def hash(self) -> str:
         payload = json.dumps(self.model_dump(mode="json", exclude={"output"}), sort_keys=True)
@@ -919,7 +951,9 @@ def _apply_override(data: dict, parts: list[str | int], value: Any, text: str) -
         else:
             if not isinstance(node, dict):
                 raise ConfigError(f"--set {text!r}: {part!r} is not inside a mapping")
-            node = node.setdefault(part, [] if isinstance(nxt, int) else {})
+            if node.get(part) is None:  # absent, or a section switched off with null (refine: null)
+                node[part] = [] if isinstance(nxt, int) else {}
+            node = node[part]
     last = parts[-1]
     if isinstance(last, int):
         if not isinstance(node, list) or last >= len(node):

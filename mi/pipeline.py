@@ -7,19 +7,23 @@ Parquet shards; the ranking is merged from them. Nothing here imports the CLI.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from tqdm.auto import tqdm
 
 from mi import __version__
-from mi.candidates import Candidate, Failure, sha256_file
+from mi.candidates import Candidate, Failure
 from mi.config import ScreenConfig
 from mi.errors import InputError
+from mi.files import sha256_file
 from mi.export.rundir import releases_run_locks
 
 log = logging.getLogger(__name__)
@@ -72,24 +76,6 @@ def _train_recipe(cfg: ScreenConfig, key: str, recipe, path: Path) -> Path:
     return save_checkpoint(surrogate, path)
 
 
-def _model_refs(cfg: ScreenConfig, run_dir: Path):
-    """Every surrogate of the screen as a checked checkpoint reference (`mi.models.screen_models`): recipes
-    are trained first into the run folder; clashing or unknown columns are config errors."""
-    from mi.models.screen_models import ModelRef, check_models
-
-    refs = []
-    for key, entry in cfg.model_entries():
-        columns = tuple(entry.columns) if entry.columns is not None else None
-        if entry.train is not None:
-            name = "model.pt" if key == "model" else key.replace("[", "-").replace("]", "") + ".pt"
-            label = str(_train_recipe(cfg, key, entry.train, run_dir / name))
-        else:
-            spec = entry.checkpoint
-            label = spec if spec.startswith("builtin:") else str(cfg.resolve(spec).resolve())
-        refs.append(ModelRef(key, label, entry.device, columns))
-    return check_models(refs)
-
-
 def _strict_check(strict: bool, failures: list[Failure]) -> None:
     if strict and failures:
         f = failures[0]
@@ -102,7 +88,7 @@ def _plan(cfg: ScreenConfig) -> dict:
     import hashlib
     import json
 
-    data = cfg.model_dump(mode="json", exclude={"execution", "export"})
+    data = cfg.model_dump(mode="json", exclude={"execution", "export", "refine"})  # refine keeps its own chunks
     payload = json.dumps(data, sort_keys=True)
     plan = {
         "mi_version": __version__,
@@ -153,6 +139,315 @@ def _generator_hashes(cfg: ScreenConfig) -> dict[str, str]:
     return {"generate:inline": "sha256:" + generator_fingerprint(generate)}
 
 
+@dataclass
+class _Run:
+    """What the steps of one screen share: the config, its run folder and what has been gathered so far."""
+
+    cfg: ScreenConfig
+    dir: Path
+    started: str
+    t0: float
+    notes: list[str]
+    strict: bool
+    progress: bool
+    resume: bool
+    files: list[Path] = field(default_factory=list)
+    counts: dict = field(default_factory=dict)
+    failures: list[Failure] = field(default_factory=list)
+    records: dict[int, dict] = field(default_factory=dict)  # shard records by chunk index
+    models: Any = None  # the loaded ScreenModels, once the first chunk has been read
+    refs: tuple = ()  # their ModelRefs
+    reused: int = 0  # chunks whose shards a killed run completed
+
+
+@dataclass
+class _Tally:
+    """The shards' records added up."""
+
+    indices: list[int]
+    totals: dict[str, int]
+    removed: dict[str, int]
+    feature_failures: int
+
+
+def _start_run(cfg: ScreenConfig, *, out, strict: bool, progress: bool, resume: bool, overwrite: bool) -> _Run:
+    """Plan: the run folder (refused if it holds another run), a manifest that marks it as an mi run from the
+    start (so a crashed run can be resumed or overwritten), the config as run and the shard plan."""
+    from mi.execution.shards import start_shards
+    from mi.export.rundir import open_run_dir, write_config, write_manifest
+
+    started = _now()
+    t0 = time.perf_counter()
+    if resume and out is None:
+        out = _resume_dir(cfg)
+    run_dir, notes = open_run_dir(
+        out, out_dir=cfg.resolve(cfg.export.out_dir), name=cfg.name, overwrite=overwrite, resume=resume
+    )
+    write_manifest(run_dir, {"mi_version": __version__, "status": "running", "started_at": started})
+    write_config(run_dir, resolved_config_yaml(cfg))
+    start_shards(run_dir, _plan(cfg), resume)
+    log.info("run directory: %s (backend %s, chunks of %d)", run_dir, cfg.execution.backend, cfg.execution.chunk_size)
+    if cfg.execution.backend == "ray":
+        from mi.execution.ray_backend import import_ray
+
+        import_ray()  # a clear error before any reading when Ray is absent
+    return _Run(cfg, run_dir, started, t0, list(notes), strict, progress, resume)
+
+
+def _read_chunks(run: _Run, stream) -> Iterator[tuple[int, list[Candidate]]]:
+    """Read: the candidates, ``execution.chunk_size`` at a time, numbered."""
+    from mi.candidates.stream import chunked
+
+    run.files = stream.files
+    candidates = tqdm(stream, desc="screen", unit="candidate", disable=not run.progress, leave=False)
+    return enumerate(chunked(candidates, run.cfg.execution.chunk_size))
+
+
+def _train_models(run: _Run) -> dict[str, Path]:
+    """Train: every model entry that names a recipe, trained as `mi train` would into the run folder."""
+    trained = {}
+    for key, entry in run.cfg.model_entries():
+        if entry.train is not None:
+            name = "model.pt" if key == "model" else key.replace("[", "-").replace("]", "") + ".pt"
+            trained[key] = _train_recipe(run.cfg, key, entry.train, run.dir / name)
+    return trained
+
+
+def _model_refs(cfg: ScreenConfig, trained: dict[str, Path]):
+    """Every surrogate of the screen as a checked checkpoint reference (`mi.models.screen_models`), trained
+    ones from `trained`; clashing or unknown columns are config errors."""
+    from mi.models.screen_models import ModelRef, check_models
+
+    refs = []
+    for key, entry in cfg.model_entries():
+        columns = tuple(entry.columns) if entry.columns is not None else None
+        if key in trained:
+            label = str(trained[key])
+        else:
+            spec = entry.checkpoint
+            label = spec if spec.startswith("builtin:") else str(cfg.resolve(spec).resolve())
+        refs.append(ModelRef(key, label, entry.device, columns))
+    return check_models(refs)
+
+
+def _load_models(run: _Run) -> None:
+    """Models: trained (where a recipe is named) and loaded once the first chunk is read, so that a run
+    without candidates fails before any model work."""
+    from mi.models.screen_models import ScreenModels
+
+    refs = _model_refs(run.cfg, _train_models(run))
+    run.models, run.refs = ScreenModels.load(refs), tuple(refs)
+
+
+def _pending_chunks(run: _Run, chunks) -> Iterator[tuple[int, list[Candidate]]]:
+    """The chunks still to compute: with --resume, a chunk whose shard a killed run completed is reused."""
+    from mi.execution.chunk import chunk_key
+    from mi.execution.shards import complete_shard
+
+    for index, chunk in chunks:
+        record = complete_shard(run.dir, index, chunk_key(chunk)) if run.resume else None
+        if record is None:
+            yield index, chunk
+        else:
+            run.records[index] = record
+            run.reused += 1
+
+
+def _compute(run: _Run, jobs) -> Iterator:
+    """The configured backend's ChunkResults of `jobs`."""
+    execution = run.cfg.execution
+    if execution.backend == "ray":
+        from mi.execution.ray_backend import run_ray
+
+        return run_ray(jobs, run.cfg, run.refs)
+    from mi.execution.local import run_local
+
+    return run_local(
+        jobs, run.cfg, run.models, run.refs,
+        workers=execution.workers, progress=run.progress and execution.workers in (1, "auto"),
+    )
+
+
+def _process_chunks(run: _Run, chunks) -> None:
+    """Process: each chunk through features, surrogates, properties and constraints on the backend, its
+    kept rows written as a Parquet shard (`mi.execution`)."""
+    from mi.execution.shards import record_failures, write_shard
+
+    first = next(chunks, None)
+    if first is None:
+        return
+    _load_models(run)
+    pending = _pending_chunks(run, itertools.chain([first], chunks))
+    first_job = next(pending, None)
+    if first_job is None:  # every chunk reused
+        return
+    for result in _compute(run, itertools.chain([first_job], pending)):
+        run.records[result.index] = write_shard(run.dir, result)
+        if run.strict:
+            feature_failures, property_failures = record_failures(run.records[result.index])
+            _strict_check(True, feature_failures)
+            _strict_check(True, property_failures)
+
+
+def _tally(run: _Run, stream) -> _Tally:
+    """Add up the reading and the shards' records: counts, failures and notes of the whole run."""
+    from mi.execution.shards import record_failures
+
+    run.failures = stream.finish()
+    run.counts = {
+        "files": len(run.files), "read": stream.read, "failed_to_read": len(run.failures), **stream.summary(),
+    }
+    log.info("%s", stream.summary_line())
+    indices = sorted(run.records)
+    feature_failures, property_failures, notes = [], [], [*run.notes, *stream.notes]
+    totals = {"features_computed": 0, "features_from_cache": 0, "featurized": 0, "rows": 0, "after_constraints": 0}
+    removed: dict[str, int] = {}
+    for i in indices:
+        ff, pf = record_failures(run.records[i])
+        feature_failures += ff
+        property_failures += pf
+        notes += run.records[i]["notes"]
+        for k in totals:
+            totals[k] += int(run.records[i]["counts"].get(k, 0))
+        for k, v in run.records[i]["removed"].items():
+            removed[k] = removed.get(k, 0) + int(v)
+    run.failures += feature_failures + property_failures
+    run.notes = _dedupe(notes)
+    run.counts.update({
+        "features_computed": totals["features_computed"],
+        "features_from_cache": totals["features_from_cache"],
+        "chunks": len(indices),
+        "chunks_reused": run.reused,
+    })
+    return _Tally(indices, totals, removed, len(feature_failures))
+
+
+def _finish(run: _Run, ranked: pd.DataFrame, status: str = "complete") -> dict:
+    """failures.csv and the final manifest."""
+    from mi.export.rundir import build_manifest, write_failures, write_manifest
+
+    write_failures(run.dir, run.failures)
+    refs = run.refs
+    manifest = build_manifest(
+        config_hash=run.cfg.hash(),
+        input_hashes={**{str(p.resolve()): sha256_file(p) for p in run.files}, **_generator_hashes(run.cfg)},
+        checkpoint=refs[0].label if refs else None,
+        checkpoint_hash=refs[0].sha256 if refs else None,
+        started=run.started,
+        ended=_now(),
+        counts={**run.counts, "failed": len(run.failures), "ranked": len(ranked)},
+        notes=run.notes,
+        extra={
+            "status": status,
+            "wall_time_s": round(time.perf_counter() - run.t0, 2),
+            "run_dir": str(run.dir),
+            "execution": run.cfg.execution.model_dump(mode="json"),
+            "checkpoints": [
+                {"key": r.key, "checkpoint": r.label, "sha256": r.sha256, "columns": list(r.columns or ())}
+                for r in refs
+            ],
+        },
+    )
+    write_manifest(run.dir, manifest)
+    return manifest
+
+
+def _refuse_without_candidates(run: _Run) -> None:
+    """Nothing was read: every output is still written, then an InputError."""
+    from mi.export.rundir import write_empty_outputs
+
+    write_empty_outputs(run.dir, run.cfg.export.write_json)
+    run.notes = [*run.notes, "no usable candidates"]
+    _finish(run, pd.DataFrame(), status="failed")
+    raise InputError(
+        f"no usable candidates in candidates.sources ({len(run.failures)} failures, see {run.dir / 'failures.csv'})"
+    )
+
+
+def _merge(run: _Run, tally: _Tally) -> tuple[pd.DataFrame, dict, list[Path]]:
+    """Merge: one ranking of every shard (`mi.execution.merge`), and the notes on what it removed or skipped."""
+    from mi.execution.merge import merge_shards
+    from mi.execution.shards import shard_files
+    from mi.export.rundir import empty_ranked
+
+    cfg, totals = run.cfg, tally.totals
+    shards = shard_files(run.dir, tally.indices)
+    if totals["rows"] == 0:  # every chunk failed: nothing to rank, but every file is still written
+        ranked, summary = empty_ranked(), {}
+    else:
+        ranked, summary = merge_shards(
+            shards, cfg.ranking, rows=totals["after_constraints"], max_rows_in_memory=cfg.execution.max_rows_in_memory
+        )
+    summary["removed"], summary["rows_in"] = tally.removed, totals["rows"]
+    run.counts.update({"featurized": totals["featurized"], "after_constraints": totals["after_constraints"],
+                       "removed_by_constraints": sum(tally.removed.values())})
+    notes = [*run.notes, *(f"constraint {k} removed {v} candidates" for k, v in tally.removed.items())]
+    notes += summary.get("skipped", [])
+    if summary.get("streamed"):
+        notes.append(
+            f"{totals['after_constraints']} ranked rows exceed execution.max_rows_in_memory "
+            f"({cfg.execution.max_rows_in_memory}): ranked.csv holds the top {cfg.ranking.top_k} and the Pareto "
+            f"front ({summary['front_size']} rows), with their global ranks"
+        )
+    run.notes = notes + _out_of_domain_notes(ranked, cfg.ranking.out_of_domain)
+    return ranked, summary, shards
+
+
+def _out_of_domain_notes(ranked: pd.DataFrame, policy: str) -> list[str]:
+    """One note per set of ranked rows outside their model's domain (columns derived from one prediction
+    share its flags)."""
+    from mi.ranking.domain import out_of_domain_summary
+
+    same_rows: dict[tuple, list[str]] = {}
+    for column, ids in out_of_domain_summary(ranked).items():
+        same_rows.setdefault(tuple(ids), []).append(column)
+    notes = []
+    for ids, columns in same_rows.items():
+        shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+        notes.append(
+            f"{', '.join(columns)}: {len(ids)} ranked rows outside their model's domain ({shown}); "
+            f"ranking.out_of_domain: {policy}"
+        )
+    return notes
+
+
+def _element_table(cfg: ScreenConfig):
+    from mi.data import load_element_facts
+
+    return load_element_facts(cfg.resolve(cfg.properties.element_table)) if cfg.properties.element_table else None
+
+
+def _refine(run: _Run, ranked: pd.DataFrame, summary: dict, shards: list[Path]) -> tuple[pd.DataFrame, dict]:
+    """Refine (with ``refine:``): the oracle relaxes the best and the ranking uses its values (`mi.refine`)."""
+    if run.cfg.refine is None:
+        return ranked, summary
+    from mi.refine import refine_ranked
+
+    return refine_ranked(run.dir, ranked, shards, run.cfg, summary, run.failures, run.notes, resume=run.resume,
+                         progress=run.progress, element_table=_element_table(run.cfg))
+
+
+def _export(run: _Run, ranked: pd.DataFrame, summary: dict, shards: list[Path]) -> None:
+    """Export: ranked.csv/json, removed.csv, the top CIFs and the report with its passports."""
+    from mi.execution.merge import structures_of
+    from mi.export.rundir import write_ranked, write_removed, write_top_cifs
+
+    cfg = run.cfg
+    write_ranked(run.dir, ranked, run.models.targets, cfg.export.write_json)
+    write_removed(run.dir, (run.records[i] for i in sorted(run.records)))
+    if cfg.export.top_cif:
+        top_ids = set(ranked["id"].astype(str).head(cfg.ranking.top_k)) if len(ranked) else set()
+        _, cif_failures = write_top_cifs(run.dir, ranked, structures_of(shards, top_ids), cfg.ranking.top_k)
+        run.failures += cif_failures
+    if cfg.export.report:
+        from mi.export.report import export_report
+
+        run.failures += export_report(
+            run.dir, ranked, cfg, element_table=_element_table(cfg), notes=run.notes, summary=summary,
+            counts=run.counts, failures=run.failures, models=run.models.cards(),
+        )
+
+
 @releases_run_locks  # the run folder's lock, taken by open_run_dir, goes when the screen ends
 def screen(
     cfg: ScreenConfig,
@@ -169,227 +464,27 @@ def screen(
     backend (`mi.execution`); each chunk's kept rows go to a Parquet shard in ``<run>/shards/``, and the
     ranking is merged from the shards. With `resume`, shards that a killed run completed are reused.
     An `out` folder holding another run is refused unless `overwrite` or `resume` (`open_run_dir`).
+    The steps: plan, read, process chunks (training and loading the models at the first), merge, refine,
+    export.
     """
-    from mi.candidates.stream import CandidateStream, chunked
-    from mi.data import load_element_facts
-    from mi.execution.chunk import chunk_key
-    from mi.execution.merge import merge_shards, structures_of
-    from mi.execution.shards import complete_shard, record_failures, shard_files, start_shards, write_shard
-    from mi.export.rundir import (
-        build_manifest,
-        empty_ranked,
-        open_run_dir,
-        write_config,
-        write_empty_outputs,
-        write_failures,
-        write_manifest,
-        write_ranked,
-        write_removed,
-        write_top_cifs,
-    )
+    from mi.candidates.stream import CandidateStream
 
-    started = _now()
-    t0 = time.perf_counter()
-    execution = cfg.execution
-    if resume and out is None:
-        out = _resume_dir(cfg)
-    run_dir, run_notes = open_run_dir(
-        out, out_dir=cfg.resolve(cfg.export.out_dir), name=cfg.name, overwrite=overwrite, resume=resume
-    )
-    # A manifest from the start marks the folder as an mi run, so a crashed run can be resumed or overwritten.
-    write_manifest(run_dir, {"mi_version": __version__, "status": "running", "started_at": started})
-    write_config(run_dir, resolved_config_yaml(cfg))
-    start_shards(run_dir, _plan(cfg), resume)
-    log.info("run directory: %s (backend %s, chunks of %d)", run_dir, execution.backend, execution.chunk_size)
-
-    # 1. candidates, streamed
+    run = _start_run(cfg, out=out, strict=strict, progress=progress, resume=resume, overwrite=overwrite)
     stream = CandidateStream(cfg.candidates, cfg.resolve, strict=strict)
-    files = stream.files
-    counts: dict = {"files": len(files)}
-    loaded: dict = {}
-
-    def surrogate():
-        # Loaded at the first chunk: a run without candidates fails before any model work, as before.
-        if not loaded:
-            from mi.models.screen_models import ScreenModels
-
-            refs = _model_refs(cfg, run_dir)
-            loaded.update(models=ScreenModels.load(refs), refs=tuple(refs))
-        return loaded
-
-    records: dict[int, dict] = {}
-    reused = 0
-
-    def todo():
-        nonlocal reused
-        candidates = tqdm(stream, desc="screen", unit="candidate", disable=not progress, leave=False)
-        for index, chunk in enumerate(chunked(candidates, execution.chunk_size)):
-            surrogate()
-            if resume:
-                record = complete_shard(run_dir, index, chunk_key(chunk))
-                if record is not None:
-                    records[index] = record
-                    reused += 1
-                    continue
-            yield index, chunk
-
-    def results():
-        if execution.backend == "ray":
-            from mi.execution.ray_backend import import_ray, run_ray
-
-            import_ray()  # a clear error before any reading when Ray is absent
-            jobs = todo()
-            first = next(jobs, None)
-            if first is None:
-                return
-            refs = surrogate()["refs"]
-
-            def chained():
-                yield first
-                yield from jobs
-
-            yield from run_ray(chained(), cfg, refs)
-        else:
-            from mi.execution.local import run_local
-
-            jobs = todo()
-            first = next(jobs, None)
-            if first is None:
-                return
-
-            def chained():
-                yield first
-                yield from jobs
-
-            yield from run_local(
-                chained(), cfg, surrogate()["models"], surrogate()["refs"],
-                workers=execution.workers, progress=progress and execution.workers in (1, "auto"),
-            )
-
-    for result in results():
-        records[result.index] = write_shard(run_dir, result)
-        if strict:
-            feature_failures, property_failures = record_failures(records[result.index])
-            _strict_check(True, feature_failures)
-            _strict_check(True, property_failures)
-    failures = stream.finish()
-    read_failures = len(failures)
-    counts.update({"read": stream.read, "failed_to_read": read_failures, **stream.summary()})
-    log.info("%s", stream.summary_line())
-    indices = sorted(records)
-    feature_failures, property_failures, notes = [], [], [*run_notes, *stream.notes]
-    totals = {"features_computed": 0, "features_from_cache": 0, "featurized": 0, "rows": 0, "after_constraints": 0}
-    removed: dict[str, int] = {}
-    for i in indices:
-        ff, pf = record_failures(records[i])
-        feature_failures += ff
-        property_failures += pf
-        notes += records[i]["notes"]
-        for k in totals:
-            totals[k] += int(records[i]["counts"].get(k, 0))
-        for k, v in records[i]["removed"].items():
-            removed[k] = removed.get(k, 0) + int(v)
-    failures += feature_failures + property_failures
-    notes = _dedupe(notes)
-    counts.update(
-        {
-            "features_computed": totals["features_computed"],
-            "features_from_cache": totals["features_from_cache"],
-            "chunks": len(indices),
-            "chunks_reused": reused,
-        }
-    )
-
-    def finish(ranked: pd.DataFrame, notes: list[str], status: str = "complete") -> dict:
-        write_failures(run_dir, failures)
-        refs = loaded.get("refs", ())
-        manifest = build_manifest(
-            config_hash=cfg.hash(),
-            input_hashes={**{str(p.resolve()): sha256_file(p) for p in files}, **_generator_hashes(cfg)},
-            checkpoint=refs[0].label if refs else None,
-            checkpoint_hash=refs[0].sha256 if refs else None,
-            started=started,
-            ended=_now(),
-            counts={**counts, "failed": len(failures), "ranked": len(ranked)},
-            notes=notes,
-            extra={
-                "status": status,
-                "wall_time_s": round(time.perf_counter() - t0, 2),
-                "run_dir": str(run_dir),
-                "execution": execution.model_dump(mode="json"),
-                "checkpoints": [
-                    {"key": r.key, "checkpoint": r.label, "sha256": r.sha256, "columns": list(r.columns or ())}
-                    for r in refs
-                ],
-            },
-        )
-        write_manifest(run_dir, manifest)
-        return manifest
-
+    _process_chunks(run, _read_chunks(run, stream))
+    tally = _tally(run, stream)
     if stream.read == 0:
-        write_empty_outputs(run_dir, cfg.export.write_json)
-        finish(pd.DataFrame(), [*notes, "no usable candidates"], status="failed")
-        raise InputError(
-            f"no usable candidates in candidates.sources ({len(failures)} failures, see {run_dir / 'failures.csv'})"
-        )
+        _refuse_without_candidates(run)
     log.info(
         "features: %d rows computed, %d from the cache, %d candidates failed",
-        totals["features_computed"], totals["features_from_cache"], len(feature_failures),
+        tally.totals["features_computed"], tally.totals["features_from_cache"], tally.feature_failures,
     )
-
-    # 2. one ranking, merged from the shards
-    shards = shard_files(run_dir, indices)
-    if totals["rows"] == 0:  # every chunk failed: nothing to rank, but every file is still written
-        ranked, summary = empty_ranked(), {}
-    else:
-        ranked, summary = merge_shards(
-            shards, cfg.ranking, rows=totals["after_constraints"], max_rows_in_memory=execution.max_rows_in_memory
-        )
-    summary["removed"], summary["rows_in"] = removed, totals["rows"]
-    counts.update({"featurized": totals["featurized"], "after_constraints": totals["after_constraints"],
-                   "removed_by_constraints": sum(removed.values())})
-    notes = [*notes, *(f"constraint {k} removed {v} candidates" for k, v in removed.items())]
-    notes = [*notes, *summary.get("skipped", [])]
-    if summary.get("streamed"):
-        notes.append(
-            f"{totals['after_constraints']} ranked rows exceed execution.max_rows_in_memory "
-            f"({execution.max_rows_in_memory}): ranked.csv holds the top {cfg.ranking.top_k} and the Pareto front "
-            f"({summary['front_size']} rows), with their global ranks"
-        )
-
-    from mi.ranking.domain import out_of_domain_summary
-
-    same_rows: dict[tuple, list[str]] = {}  # columns derived from one prediction share its flags: one note
-    for column, ids in out_of_domain_summary(ranked).items():
-        same_rows.setdefault(tuple(ids), []).append(column)
-    for ids, columns in same_rows.items():
-        shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
-        notes.append(
-            f"{', '.join(columns)}: {len(ids)} ranked rows outside their model's domain ({shown}); "
-            f"ranking.out_of_domain: {cfg.ranking.out_of_domain}"
-        )
-
-    # 3. export
-    predicted = surrogate()["models"].targets
-    element_table = (
-        load_element_facts(cfg.resolve(cfg.properties.element_table)) if cfg.properties.element_table else None
-    )
-    write_ranked(run_dir, ranked, predicted, cfg.export.write_json)
-    write_removed(run_dir, (records[i] for i in indices))
-    if cfg.export.top_cif:
-        top_ids = set(ranked["id"].astype(str).head(cfg.ranking.top_k)) if len(ranked) else set()
-        structures = structures_of(shards, top_ids)
-        _, cif_failures = write_top_cifs(run_dir, ranked, structures, cfg.ranking.top_k)
-        failures += cif_failures
-    if cfg.export.report:
-        from mi.export.report import export_report
-
-        failures += export_report(
-            run_dir, ranked, cfg, element_table=element_table, notes=notes, summary=summary, counts=counts,
-            failures=failures, models=surrogate()["models"].cards(),
-        )
-    manifest = finish(ranked, notes)
-    return ScreenResult(run_dir=run_dir, ranked=ranked, failures=failures, manifest=manifest, predicted=predicted)
+    ranked, summary, shards = _merge(run, tally)
+    ranked, summary = _refine(run, ranked, summary, shards)
+    _export(run, ranked, summary, shards)
+    manifest = _finish(run, ranked)
+    return ScreenResult(run_dir=run.dir, ranked=ranked, failures=run.failures, manifest=manifest,
+                        predicted=run.models.targets)
 
 
 __all__ = ["ScreenResult", "screen", "resolved_config_yaml", "Candidate"]

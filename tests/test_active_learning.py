@@ -24,7 +24,7 @@ from mi.ranking.acquisition import (
     select_batch,
     ucb,
 )
-from mi.ranking.score import weighted_score
+from mi.ranking.stats import weighted_score
 
 MAX_E = Objective(column="e", direction="max")
 MIN_E = Objective(column="e", direction="min")
@@ -278,23 +278,36 @@ def test_loop_reports_unlabelled_candidates_and_goes_on(tmp_path, pool_table):
     assert failures["reason"].str.contains("is not in the label table").all()
 
 
-def test_chgnet_labeller_is_built_lazily_with_config_relative_paths(tmp_path, pool_table, monkeypatch):
-    import mi.oracle.label as label_module
+def test_the_loop_builds_its_oracle_from_the_registry_with_mi_labels_sections(tmp_path, pool_table, monkeypatch):
+    import mi.oracle.registry as registry
     from mi.active import make_labeller
+    from mi.oracle.base import EnergyOracle
+    from mi.oracle.label import OracleLabeller
 
     seen = {}
 
-    def fake(**settings):
-        seen.update(settings)
-        return TableLabeller(pool_table, {"eform": "formation_enthalpy_eV_atom"})
+    class Recorder(EnergyOracle):  # an oracle plugged in by name, as a user would
+        def __init__(self, **settings):
+            seen.update(settings)
 
-    labeller = {"kind": "chgnet", "settings": {"fmax": 0.2, "cache_dir": "oracle_cache"}}
+        def provenance(self):
+            return {"oracle": "recorder"}
+
+        def single_point(self, candidates):
+            raise NotImplementedError
+
+        relax = single_point
+
+    monkeypatch.setitem(registry._ORACLES, "recorder", Recorder)
+    labeller = {"kind": "oracle", "oracle": {"name": "recorder", "fmax": 0.2}, "labels": {"cache_dir": "oracle_cache", "voltage": False}}
     cfg = load_loop_config(_loop_yaml(tmp_path, pool_table, labeller=labeller))
-    monkeypatch.setattr(label_module, "chgnet_labeller", fake)
-    assert make_labeller(cfg).targets == ["eform"]
-    assert seen == {"fmax": 0.2, "cache_dir": str(tmp_path / "oracle_cache")}
-    monkeypatch.undo()
-    # the real factory refuses an unknown setting before loading any model
-    bad = load_loop_config(_loop_yaml(tmp_path, pool_table, labeller={"kind": "chgnet", "settings": {"fmx": 0.1}}))
-    with pytest.raises(ConfigError, match="labeller.settings: .*fmx"):
-        make_labeller(bad)
+    built = make_labeller(cfg)
+    assert isinstance(built, OracleLabeller) and isinstance(built.oracle, Recorder)
+    assert seen["fmax"] == 0.2 and seen["model_name"] == "0.3.0"  # mi label's OracleConfig defaults
+    assert built.elemental.cache_dir == tmp_path / "oracle_cache"  # relative to the config file
+    assert "voltage_V" not in built.targets
+    unknown = load_loop_config(_loop_yaml(tmp_path, pool_table, labeller={"kind": "oracle", "oracle": {"name": "mace"}}))
+    with pytest.raises(ConfigError, match="unknown oracle 'mace'; known: .*chgnet"):
+        make_labeller(unknown)
+    with pytest.raises(ConfigError, match=r"labeller\..*oracle\.fmx: unknown key"):
+        load_loop_config(_loop_yaml(tmp_path, pool_table, labeller={"kind": "oracle", "oracle": {"fmx": 0.1}}))

@@ -197,3 +197,29 @@ def test_sodium_nitride_is_a_formula_not_a_missing_value(tmp_path):
     assert failures == []
     assert [c.formula for c in candidates] == ["NaN", "LiF"]
     assert math.isnan(dataset.frame["e_hull_eV_atom"].iloc[1])
+
+
+def test_training_tables_go_through_the_screens_reader_checks(tmp_path, li2s, nacl, monkeypatch):
+    """Byte-order marks, encodings and the largest cell are those of `mi.candidates.readers`."""
+    import mi.models.datasets as datasets
+    from ase.io import write
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    bom = tmp_path / "excel.csv"  # Excel's "CSV UTF-8" starts with a byte-order mark
+    bom.write_bytes(b"\xef\xbb\xbfid,formula,e\nx1,LiF,-3.2\n")
+    assert read_table(bom, {"e": "e"}).frame["e"].tolist() == [-3.2]
+    utf16 = tmp_path / "utf16.json"
+    utf16.write_bytes(json.dumps([{"id": "x1", "formula": "NaCl", "e": -2.1}]).encode("utf-16"))
+    assert read_table(utf16, {"e": "e"}).frame["e"].tolist() == [-2.1]
+    latin = tmp_path / "latin1.csv"
+    latin.write_bytes("id,formula,e,note\nx1,LiF,-3.2,caf\xe9\n".encode("latin-1"))
+    with pytest.raises(InputError, match=r"latin1\.csv: not UTF-8 text \(byte 0xE9"):
+        read_table(latin, {"e": "e"})
+    frames = [AseAtomsAdaptor.get_atoms(s) for s in (li2s, nacl.make_supercell(2, in_place=False))]
+    for atoms, e in zip(frames, (-2.0, -1.0)):
+        atoms.info["e_form"] = e
+    write(str(tmp_path / "big.extxyz"), frames, format="extxyz")
+    monkeypatch.setattr(datasets, "MAX_ATOMS", 12)
+    dataset = read_table(tmp_path / "big.extxyz", {"e": "e_form"})
+    assert dataset.frame["e"].tolist() == [-2.0]
+    assert f"{len(frames[1])} sites is more than candidates.max_atoms=12" in dataset.failures[0].reason

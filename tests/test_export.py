@@ -15,7 +15,7 @@ from pymatgen.core import Lattice, Structure
 from pymatgen.io.cif import CifParser
 
 import mi
-import mi.export.atomic
+import mi.files
 from mi.candidates.base import Failure
 from mi.errors import MiError
 from mi.export import (
@@ -90,7 +90,7 @@ def test_atomic_write_failure_keeps_old_file_and_cleans_up(tmp_path, monkeypatch
         raise RuntimeError("disk full")
 
     original = target.read_text()
-    monkeypatch.setattr(mi.export.atomic.os, "replace", exploding)
+    monkeypatch.setattr(mi.files.os, "replace", exploding)
     with pytest.raises(RuntimeError):
         atomic_write_text(target, "new")
     monkeypatch.undo()

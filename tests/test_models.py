@@ -16,7 +16,8 @@ from mi.candidates.base import Candidate, composition_hash, structure_hash
 from mi.cli import main
 from mi.config import TrainConfig
 from mi.errors import CheckpointError, ConfigError, InputError
-from mi.models.checkpoint import FORMAT_VERSION, checkpoint_card, file_sha256, load_checkpoint, save_checkpoint
+from mi.files import sha256_file as file_sha256
+from mi.models.checkpoint import FORMAT_VERSION, checkpoint_card, load_checkpoint, payload_digest, save_checkpoint
 from mi.models.datasets import EXP_FORMATION_ENTHALPY, Dataset, load_exp_formation_enthalpy
 from mi.models.device import resolve_device
 from mi.models.train import featurize_formulas, train, train_surrogate
@@ -207,30 +208,39 @@ def test_bad_files_raise_checkpoint_error(trained, tmp_path):
         load_checkpoint(foreign)
 
     stale = tmp_path / "stale.pt"
-    torch.save({**raw, "feature_sets": [{"name": "composition", "version": 99}]}, stale)
+    torch.save(_rehashed({**raw, "feature_sets": [{"name": "composition", "version": 99}]}), stale)
     with pytest.raises(CheckpointError, match="version 99"):
         load_checkpoint(stale)
 
     mismatched = tmp_path / "mismatched.pt"
-    torch.save({**raw, "model_config": {**raw["model_config"], "hidden": [16]}}, mismatched)
+    torch.save(_rehashed({**raw, "model_config": {**raw["model_config"], "hidden": [16]}}), mismatched)
     with pytest.raises(CheckpointError, match="do not match"):
         load_checkpoint(mismatched)
 
     unknown = tmp_path / "unknown.pt"
-    torch.save({**raw, "model_kind": "transformer9000"}, unknown)
+    torch.save(_rehashed({**raw, "model_kind": "transformer9000"}), unknown)
     with pytest.raises(CheckpointError, match="model kind 'transformer9000'"):
         load_checkpoint(unknown)
 
 
-def test_version_1_checkpoints_still_load(trained, tmp_path):
-    """Version 1 held descriptor MLPs without model_kind/featurizer; they are read as kind 'mlp'."""
+def _rehashed(payload: dict) -> dict:
+    """A payload edited on purpose, with its payload hash made to match again (as a writer would)."""
+    return {**payload, "payload_sha256": payload_digest(payload)}
+
+
+def test_version_1_checkpoints_are_refused_without_a_payload_hash_and_read_with_one(trained, tmp_path):
+    """Version 1 held descriptor MLPs without model_kind/featurizer (read as kind 'mlp') and without a payload
+    hash: such a file is refused, as any checkpoint without one that mi did not ship; with a hash it loads."""
     surrogate, _, saved, candidates = trained["mlp"]
     raw = torch.load(saved, weights_only=True, map_location="cpu")
-    v1 = {k: v for k, v in raw.items() if k not in ("model_kind", "featurizer")}
+    v1 = {k: v for k, v in raw.items() if k not in ("model_kind", "featurizer", "payload_sha256")}
     v1["format_version"] = 1
     v1["model_config"] = {k: v for k, v in v1["model_config"].items() if k != "heteroscedastic"}
     path = tmp_path / "v1.pt"
     torch.save(v1, path)
+    with pytest.raises(CheckpointError, match="no payload_sha256"):
+        load_checkpoint(path)
+    torch.save(_rehashed(v1), path)
     loaded = load_checkpoint(path)
     assert loaded.kind == "mlp"
     pd.testing.assert_frame_equal(loaded.predict(candidates=candidates), surrogate.predict(candidates=candidates))
@@ -309,3 +319,12 @@ def test_a_feature_constant_in_training_is_ignored_not_blown_up():
     new[:, 1] = 453.7  # a value never seen in training
     assert torch.equal(model.standardise(new), model.standardise(x[:2]))
     assert model.standardise(new)[:, 1].abs().max() == 0
+
+
+def test_every_model_kind_reads_inputs_training_builds_and_an_unknown_kind_is_refused():
+    from mi.errors import ConfigError
+    from mi.models.nets import model_class, model_kinds
+
+    assert {cls.input_kind for cls in model_kinds().values()} == {"features", "composition", "graph"}
+    with pytest.raises(ConfigError, match="unknown model kind 'transformer9000' \\(known: mlp, element_attention, cgcnn\\)"):
+        model_class("transformer9000")

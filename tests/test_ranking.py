@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from mi.config import Constraint, Objective, RankingConfig
 from mi.errors import ConfigError
 from mi.ranking import apply_constraints, crowding_distance, pareto_ranks, rank, split_by_constraints, weighted_score
-from mi.ranking.score import normalise
+from mi.ranking.stats import normalise
 
 
 # --- Pareto ---------------------------------------------------------------------------------------

@@ -67,6 +67,11 @@ def test_cathode_screen_writes_report_and_passports(cathode_run):
     assert {p.stem for p in passports} == top_ids
     for cid in top_ids:
         assert f'id="passport-{cid}"' in page and f"passport/{cid}.json" in page
+    # the models behind the columns, and nothing the preset ranks by is skipped for a missing column
+    assert "The models behind the predicted columns" in page and "builtin:mp_stability" in page
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert not any("skipped" in n for n in manifest["notes"])
+    assert all(r["voltage_V"] not in ("", "nan") and r["e_hull_eV_atom_in_domain"] in ("True", "False") for r in ranked)
 
 
 def test_cathode_ranked_columns(cathode_run):

@@ -6,6 +6,7 @@ import io
 import os
 import pickle
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +15,9 @@ import torch
 from mi.cli import main
 from mi.errors import CheckpointError
 from mi.features import FeatureCache, featurize_candidates
-from mi.models.checkpoint import FORMAT, file_sha256, load_checkpoint, save_checkpoint
+from mi.files import sha256_file as file_sha256
+import mi.models.checkpoint as checkpoint_module
+from mi.models.checkpoint import FORMAT, builtin_names, checkpoint_card, load_checkpoint, save_checkpoint
 
 
 class _Payload:
@@ -97,6 +100,28 @@ def test_a_tampered_checkpoint_is_refused(saved, tmp_path):
     flipped.write_bytes(bytes(blob))
     with pytest.raises(CheckpointError):
         load_checkpoint(flipped)
+
+
+def test_a_checkpoint_whose_payload_hash_was_removed_and_a_weight_changed_is_refused(saved, tmp_path, monkeypatch):
+    raw = torch.load(saved, weights_only=True, map_location="cpu")
+    name = next(k for k, v in raw["state_dict"].items() if v.dtype == torch.float32 and v.numel() > 16)
+    weight = raw["state_dict"][name].clone()
+    weight.view(-1)[0] += 1.0
+    edited = {k: v for k, v in raw.items() if k != "payload_sha256"}
+    edited["state_dict"] = {**raw["state_dict"], name: weight}
+    path = tmp_path / "unhashed.pt"
+    torch.save(edited, path)
+    with pytest.raises(CheckpointError, match="no payload_sha256.*refused"):
+        load_checkpoint(path)
+    with pytest.raises(CheckpointError, match="no payload_sha256"):
+        checkpoint_card(path)
+    # unless mi shipped that very file (none without a hash today: every built-in carries its hash)
+    monkeypatch.setattr(checkpoint_module, "SHIPPED_WITHOUT_PAYLOAD_HASH", frozenset({file_sha256(path)}))
+    assert load_checkpoint(path).targets
+    monkeypatch.undo()
+    assert not checkpoint_module.SHIPPED_WITHOUT_PAYLOAD_HASH
+    for name in builtin_names():
+        assert torch.load(f"{Path(checkpoint_module.__file__).parent}/builtin/{name}.pt", weights_only=True)["payload_sha256"]
 
 
 def test_a_recorded_file_hash_is_checked(saved, tmp_path):

@@ -17,7 +17,23 @@ formulas of the same sample. The ratio compares candidates per CPU second.
     OMP_NUM_THREADS=1 python experiments/benchmarks/screen_speed.py --rows 20000 --structures 2000   # a quicker look
 
 Needs ../shared/datasets/mp_composition (the formulas) and matminer and scikit-learn for the baseline.
-Latest run: in the README's "Speed" section.
+"peak MiB" is the largest resident set of any child process so far (getrusage), not of one run alone.
+
+Latest run (2026-12-05, 2 cores shared with other jobs, load average 6-7 throughout, OMP_NUM_THREADS=1),
+``--rows 100000 --structures 2000 --stage-rows 10000`` (2,000 structures, not 10,000, for the time the
+shared machine allowed):
+
+    preset             input                      rows   wall s    CPU s   rows/s rows/CPU-s  CPU shares (in-process, workers 1)
+    cathode            MP formulas              100000    160.1     70.3      625       1423  features 4%, models 4%, properties 9%, derived 19%, constraints 2%, rest of chunk 2%, outside chunks 60%
+    cathode            generated structures       2000     43.4     20.6       46         97  features 43%, models 1%, properties 3%, derived 4%, constraints 0%, rest of chunk 1%, outside chunks 48%
+    solid_electrolyte  MP formulas              100000    371.4    158.5      269        631  features 3%, models 10%, properties 5%, derived 54%, constraints 0%, rest of chunk 1%, outside chunks 27%
+    solid_electrolyte  generated structures       2000     61.3     24.2       33         83  features 31%, models 2%, properties 1%, derived 29%, constraints 0%, rest of chunk 1%, outside chunks 35%
+    baseline (by hand) MP formulas                2000     23.2     10.5       86        191  oxi_state_guesses capped at 1 s: 12 formulas
+    ratio cathode / baseline, rows per CPU second: 7.5x; rows per wall second: 7.2x
+    ratio solid_electrolyte / baseline, rows per CPU second: 3.3x; rows per wall second: 3.1x
+
+(The stage shares come from 10,000 rows, where start-up, model loading and the report weigh more than at
+100,000.) Issue 19 measured about 200 formulas per CPU second for the cathode preset before these changes.
 """
 
 from __future__ import annotations
@@ -70,7 +86,9 @@ def preset_config(preset: str, source: Path, out_dir: Path, extra: dict | None =
     """The preset with its sources replaced by `source` and outputs under `out_dir`; no feature cache."""
     import yaml
 
-    cfg = yaml.safe_load((ROOT / "configs" / f"{preset}.yaml").read_text())
+    path = Path(preset) if preset.endswith((".yaml", ".yml")) else ROOT / "configs" / f"{preset}.yaml"
+    cfg = yaml.safe_load(path.read_text())
+    preset = path.stem
     cfg["candidates"]["sources"] = [str(source)]
     cfg.setdefault("export", {})["out_dir"] = str(out_dir)
     cfg.setdefault("features", {})["cache_dir"] = None
@@ -257,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--structures", type=int, default=10_000, help="generated structures per preset")
     parser.add_argument("--baseline-rows", type=int, default=2000)
     parser.add_argument("--stage-rows", type=int, default=20_000, help="candidates of the in-process stage timing")
-    parser.add_argument("--presets", nargs="+", default=list(PRESETS), choices=PRESETS)
+    parser.add_argument("--presets", nargs="+", default=list(PRESETS), help="preset names, or YAML files")
     args = parser.parse_args(argv)
     if not MP.is_dir():
         print(f"{MP} is absent: the benchmark needs ../shared", file=sys.stderr)
@@ -282,11 +300,16 @@ def main(argv: list[str] | None = None) -> int:
         for preset in args.presets:
             for label, (source, stage_source) in inputs.items():
                 config = preset_config(preset, source, tmp / "runs")
-                run = run_screen(config, tmp / "runs" / f"{preset}-{source.stem}")
+                name = config.stem.split("-")[0]
+                try:
+                    run = run_screen(config, tmp / "runs" / config.stem)
+                    shares = stage_shares(preset_config(preset, stage_source, tmp / "stage"), tmp / "stage" / config.stem)
+                except Exception as exc:  # a preset that does not run is reported, the others go on
+                    print(f"  {name} / {label}: FAILED: {str(exc).strip().splitlines()[-1]}", flush=True)
+                    continue
                 n = run["counts"].get("read", run["counts"].get("candidates", 0))
-                shares = stage_shares(preset_config(preset, stage_source, tmp / "stage"), tmp / "stage" / f"{preset}-{label[:3]}")
-                results.append((preset, label, n, run, shares))
-                print(f"  {preset} / {label}: {n} read in {run['wall_s']:.1f} s wall, {run['cpu_s']:.1f} CPU-s", flush=True)
+                results.append((name, label, n, run, shares))
+                print(f"  {name} / {label}: {n} read in {run['wall_s']:.1f} s wall, {run['cpu_s']:.1f} CPU-s", flush=True)
         sample = formulas[:: max(1, len(formulas) // args.baseline_rows)][: args.baseline_rows]
         base = baseline(sample, *training_set(2000))
 

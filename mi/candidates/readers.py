@@ -35,7 +35,6 @@ import fnmatch
 import functools
 import glob
 import gzip
-import hashlib
 import io
 import json
 import lzma
@@ -220,6 +219,21 @@ def display_path(path: Path) -> str:
 # --- per-format record iterators: yield (record, suggested_id, Structure | Composition | _BadRecord) ------
 # Each gets the file's text and `max_atoms`: a cell with more sites than that is refused from the count its
 # file declares, before pymatgen builds (and neighbour-searches) tens of thousands of sites.
+
+
+def text_of(path: Path) -> str:
+    """`read_text` for readers outside this module (training datasets): the text, or an InputError naming the
+    file and what is wrong with its bytes."""
+    try:
+        return read_text(path)[0]
+    except _BadFile as exc:
+        raise InputError(f"{display_path(path)}: {exc}") from None
+
+
+def too_many_sites(n: int, max_atoms: int) -> str | None:
+    """Why a cell of `n` sites is refused (more than `max_atoms`), or None."""
+    refused = _too_many(n, max_atoms)
+    return str(refused) if refused is not None else None
 
 
 def _too_many(n: int, max_atoms: int, what: str = "sites") -> _BadRecord | None:
@@ -788,24 +802,6 @@ def _plain_site_properties(structure: Structure) -> None:
         structure.add_site_property(key, values)
 
 
-def read_candidates(
-    cfg: CandidatesConfig,
-    resolve: Callable[[str], Path],
-    *,
-    strict: bool = False,
-    files: list[Path] | None = None,
-) -> tuple[list[Candidate], list[Failure]]:
-    """All candidates of the configured sources, and the failures. Duplicate ids are failures too.
-
-    With ``strict``, the first failure raises InputError (the CLI exits non-zero).
-    """
-    from mi.candidates.stream import CandidateStream  # it reads through this module's readers
-
-    stream = CandidateStream(cfg, resolve, files=files, strict=strict)
-    candidates = list(stream)
-    return candidates, stream.finish()
-
-
 def generator_config(cfg: CandidatesConfig, resolve: Callable[[str], Path]):
     """The `GenerateConfig` of ``candidates.generate``: inline, or the ``generate`` section of a config file."""
     from mi.config import load_generate_config
@@ -824,21 +820,11 @@ def iter_generated(cfg: CandidatesConfig, resolve: Callable[[str], Path]) -> Ite
         yield _make_candidate(f"generate:{g.family}", "", g.id, item, cfg)
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return "sha256:" + h.hexdigest()
-
-
 __all__ = [
     "expand_sources",
     "iter_file",
     "iter_generated",
     "generator_config",
-    "read_candidates",
-    "sha256_file",
     "file_kind",
     "display_path",
     "plain_formula",

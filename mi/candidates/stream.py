@@ -213,4 +213,20 @@ def chunked(items: Iterable, size: int) -> Iterator[list]:
         yield chunk
 
 
-__all__ = ["CandidateStream", "SeenIds", "chunked", "reason_kind"]
+def read_candidates(
+    cfg: CandidatesConfig,
+    resolve: Callable[[str], Path],
+    *,
+    strict: bool = False,
+    files: list[Path] | None = None,
+) -> tuple[list[Candidate], list[Failure]]:
+    """All candidates of the configured sources, and the failures. Duplicate ids are failures too.
+
+    With ``strict``, the first failure raises InputError (the CLI exits non-zero).
+    """
+    stream = CandidateStream(cfg, resolve, files=files, strict=strict)
+    candidates = list(stream)
+    return candidates, stream.finish()
+
+
+__all__ = ["CandidateStream", "SeenIds", "chunked", "read_candidates", "reason_kind"]

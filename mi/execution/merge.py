@@ -9,8 +9,8 @@ by `mi.ranking.rank`, exactly as a single-table screen; ``ranked.csv`` holds eve
    (``minmax``), mean and sum of squared deviations combined shard by shard (``zscore``; equal to numpy's
    up to rounding) and the finite values themselves, 8 bytes a row, for ``rank`` (average ranks need the
    whole column). An objective without a finite value is left out, as `rank` does.
-2. Pass 2 scores each shard with those statistics (the same float operations as
-   `mi.ranking.score.normalise`, so ``minmax`` and ``rank`` scores are bit-identical), keeps the k best
+2. Pass 2 scores each shard with those statistics (`mi.ranking.stats.Scorer`, the very code that
+   `mi.ranking.rank` scores a table with, so ``minmax`` and ``rank`` scores are bit-identical), keeps the k best
    rounded sort keys, and merges the shard's Pareto front into a running front (the front of a union is
    the front of the union of the fronts: exact).
 3. Pass 3 gathers the rows whose key reaches the k-th best, and the front's rows. A row dominating
@@ -27,21 +27,18 @@ other members are not gathered.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from mi.config import Objective, RankingConfig
+from mi.config import RankingConfig
 from mi.execution.chunk import STRUCTURE_COLUMN
 from mi.ranking import rank, usable_objectives
-from mi.ranking.constraints import numeric_column
-from mi.ranking.domain import flag_columns, penalized
+from mi.ranking.domain import flag_columns
 from mi.ranking.pareto import crowding_distance, pareto_front, pareto_ranks
-from mi.ranking.score import _erfc, optimistic_values
-
-RANKING_COLUMNS = ("rank", "score", "ucb_score", "pareto_rank", "crowding_distance")
+from mi.ranking.stats import RANKING_COLUMNS, Scorer, ranked_order, sort_key
 
 
 # --- reading shards ---------------------------------------------------------------------------------
@@ -54,9 +51,18 @@ def shard_columns(path: Path) -> list[str]:
 
 
 def read_shard(path: Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """The shard's rows; with `columns`, those columns in that order, empty (missing) where the shard lacks
+    one (a chunk without manganese has no ``demand_Mn_t_per_year``)."""
     import pyarrow.parquet as pq
 
-    return pq.read_table(path, columns=list(columns) if columns is not None else None).to_pandas()
+    if columns is None:
+        return pq.read_table(path).to_pandas()
+    present = set(shard_columns(path))
+    frame = pq.read_table(path, columns=[c for c in columns if c in present]).to_pandas()
+    for c in columns:
+        if c not in present:
+            frame[c] = None
+    return frame[list(columns)]
 
 
 def concat_rows(frames: list[pd.DataFrame]) -> pd.DataFrame:
@@ -102,90 +108,6 @@ def _merge_in_memory(files: Sequence[Path], cfg: RankingConfig) -> tuple[pd.Data
 # --- streaming --------------------------------------------------------------------------------------
 
 
-class _Stats:
-    """Running statistics of one objective's finite values."""
-
-    def __init__(self, method: str) -> None:
-        self.method = method
-        self.n = 0
-        self.lo = math.inf
-        self.hi = -math.inf
-        self.mean = 0.0
-        self.m2 = 0.0
-        self.parts: list[np.ndarray] = []
-        self.sorted: np.ndarray | None = None
-
-    def add(self, values: np.ndarray) -> None:
-        v = values[np.isfinite(values)]
-        if not len(v):
-            return
-        self.lo, self.hi = min(self.lo, float(v.min())), max(self.hi, float(v.max()))
-        # Chan et al.: combine (n, mean, M2) of two parts.
-        n_b, mean_b = len(v), float(v.mean())
-        m2_b = float(((v - mean_b) ** 2).sum())
-        n = self.n + n_b
-        delta = mean_b - self.mean
-        self.mean += delta * n_b / n
-        self.m2 += m2_b + delta * delta * self.n * n_b / n
-        self.n = n
-        if self.method == "rank":
-            self.parts.append(v.astype(float))
-
-    def close(self) -> None:
-        if self.method == "rank":
-            self.sorted = np.sort(np.concatenate(self.parts)) if self.parts else np.empty(0)
-            self.parts = []
-
-    def normalise(self, values: np.ndarray, direction: str) -> np.ndarray:
-        """`mi.ranking.score.normalise` with the statistics of every shard instead of this array's."""
-        x = np.asarray(values, dtype=float)
-        out = np.zeros(len(x), dtype=float)
-        ok = np.isfinite(x)
-        if self.n == 0 or not ok.any():
-            return out
-        v = x[ok]
-        if self.method == "minmax":
-            if self.hi == self.lo:
-                out[ok] = 0.5
-                return out
-            s = (v - self.lo) / (self.hi - self.lo)
-            out[ok] = s if direction == "max" else 1.0 - s
-        elif self.method == "rank":
-            if self.n == 1:
-                out[ok] = 0.5
-                return out
-            below = np.searchsorted(self.sorted, v, side="left")
-            equal = np.searchsorted(self.sorted, v, side="right") - below
-            r = below + (equal + 1) / 2.0  # pandas' average rank
-            s = (r - 1.0) / (self.n - 1.0)
-            out[ok] = s if direction == "max" else 1.0 - s
-        elif self.method == "zscore":
-            std = math.sqrt(self.m2 / self.n)
-            if std == 0:
-                out[ok] = 0.5
-                return out
-            z = (v - self.mean) / std
-            if direction == "min":
-                z = -z
-            out[ok] = 0.5 * _erfc(-z / math.sqrt(2.0)).astype(float)
-        else:
-            raise ValueError(f"unknown normalisation {self.method!r}")
-        return np.clip(out, 0.0, 1.0)
-
-
-def _score(columns: list[np.ndarray], objectives: Sequence[Objective], stats: list[_Stats], n: int) -> np.ndarray:
-    """`mi.ranking.score.weighted_score` with shard-wide statistics."""
-    weights = np.array([o.weight for o in objectives], dtype=float)
-    score = np.zeros(n, dtype=float)
-    total = weights.sum()
-    if total <= 0:
-        return score
-    for objective, values, w, st in zip(objectives, columns, weights / total, stats):
-        if w:
-            score += w * st.normalise(values, objective.direction)
-    return np.clip(score, 0.0, 1.0)
-
-
 def _merge_streaming(
     files: Sequence[Path], cfg: RankingConfig, columns: list[str]
 ) -> tuple[pd.DataFrame, dict]:
@@ -195,43 +117,18 @@ def _merge_streaming(
     std_cols = [f"{c}_std" for c in value_cols if kappa is not None and f"{c}_std" in columns]
     read_cols = list(dict.fromkeys(["id", *value_cols, *std_cols, *flag_columns(value_cols, columns)]))
 
-    # out-of-domain values score as the worst (ranking.out_of_domain: penalize), as in `mi.ranking.rank`
-    def objective_arrays(frame: pd.DataFrame, objs: Sequence[Objective]) -> list[np.ndarray]:
-        frame = penalized(frame, objs, cfg.out_of_domain)
-        return [numeric_column(frame, o.column, o.column) for o in objs]
-
-    def optimistic_arrays(frame: pd.DataFrame, objs: Sequence[Objective]) -> list[np.ndarray]:
-        frame = penalized(frame, objs, cfg.out_of_domain)
-        return [optimistic_values(frame, o, kappa, f"ranking.objectives[{i}].column") for i, o in enumerate(objs)]
-
-    # Pass 1: statistics.
-    stats = [_Stats(o.normalise) for o in objectives]
-    ucb_stats = [_Stats(o.normalise) for o in objectives] if kappa is not None else []
+    # Pass 1: statistics, the very ones `mi.ranking.rank` takes from a whole table, gathered shard by shard.
+    scorer = Scorer(objectives, kappa=kappa, out_of_domain=cfg.out_of_domain)
     for path in files:
-        frame = read_shard(path, read_cols)
-        for st, values in zip(stats, objective_arrays(frame, objectives)):
-            st.add(values)
-        for st, values in zip(ucb_stats, optimistic_arrays(frame, objectives) if kappa is not None else []):
-            st.add(values)
-    informative = [i for i, st in enumerate(stats) if st.n > 0]
-    for i, o in enumerate(objectives):
-        if i not in informative:
-            skipped.append(f"objective {o.direction} {o.column} left out: no candidate has a value")
-    keep = informative or list(range(len(objectives)))
-    objectives = [objectives[i] for i in keep]
-    stats = [stats[i] for i in keep]
-    ucb_stats = [ucb_stats[i] for i in keep] if kappa is not None else []
-    for st in [*stats, *ucb_stats]:
-        st.close()
-    maximise = [o.direction == "max" for o in objectives]
+        scorer.add(read_shard(path, read_cols))
+    skipped += scorer.close()
+    objectives = scorer.objectives
+    maximise = scorer.maximise
     by_ucb = cfg.sort_by == "ucb_score"
 
     def scored(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-        n = len(frame)
-        score = _score(objective_arrays(frame, objectives), objectives, stats, n)
-        ucb = _score(optimistic_arrays(frame, objectives), objectives, ucb_stats, n) if kappa is not None else None
-        values = np.column_stack(objective_arrays(frame, objectives)).reshape(n, len(objectives))
-        return score, ucb, values
+        columns = scorer.columns(frame)
+        return scorer.score(columns), scorer.ucb(columns), scorer.matrix(columns)
 
     # Pass 2: the k best sort keys and the Pareto front.
     best = np.empty(0)
@@ -244,7 +141,7 @@ def _merge_streaming(
             continue
         total += len(frame)
         score, ucb, values = scored(frame)
-        key = np.round(ucb if by_ucb else score, 12)
+        key = sort_key(ucb if by_ucb else score)
         best = np.sort(np.concatenate([best, key]))[::-1][: cfg.top_k]
         local = pareto_front(values, maximise)  # O(rows x front), not O(rows^2)
         ids = [*front_ids, *frame["id"].astype(str).to_numpy()[local]]
@@ -258,7 +155,7 @@ def _merge_streaming(
     # Pass 3: rows reaching the threshold, the front's rows, and rows sorting before each front row.
     all_cols = [c for c in columns if c != STRUCTURE_COLUMN]
 
-    def scored_shards():
+    def scored_shards() -> Iterator[pd.DataFrame]:
         """Each shard's rows with their place in the one-table order (crowding distance breaks ties by
         it), score, UCB score and sort key."""
         offset = 0
@@ -272,7 +169,7 @@ def _merge_streaming(
             frame["score"] = score
             if ucb is not None:
                 frame["ucb_score"] = ucb
-            frame["_key"] = np.round(ucb if by_ucb else score, 12)
+            frame["_key"] = sort_key(ucb if by_ucb else score)
             yield frame
 
     gathered, front_rows = [], []
@@ -293,10 +190,10 @@ def _merge_streaming(
         closure = concat_rows([selected, *extra])
     else:
         closure = selected
-    values = np.column_stack(objective_arrays(closure, objectives)).reshape(len(closure), len(objectives))
+    values = scorer.matrix(scorer.columns(closure))
     closure = closure.assign(pareto_rank=pareto_ranks(values, maximise))
     selected = closure[closure["_key"] >= threshold] if by_ucb else closure
-    order = np.lexsort((selected["id"].astype(str).to_numpy(), selected["pareto_rank"].to_numpy(), -selected["_key"].to_numpy()))
+    order = ranked_order(selected[cfg.sort_by].to_numpy(), selected["pareto_rank"].to_numpy(), selected["id"].astype(str).to_numpy())
     selected = selected.iloc[order].reset_index(drop=True)
     selected["rank"] = np.arange(1, len(selected) + 1, dtype=np.int64)
     top = selected[(selected["rank"] <= cfg.top_k) | selected["id"].astype(str).isin(front_set)]
@@ -311,7 +208,7 @@ def _merge_streaming(
             if not len(frame):
                 continue
             score, ucb, _ = scored(frame)
-            k = np.sort(np.round(ucb if by_ucb else score, 12))
+            k = np.sort(sort_key(ucb if by_ucb else score))
             greater += len(k) - np.searchsorted(k, keys, side="right")
         rest_ids = rest["id"].astype(str).to_numpy()
         ties = np.array([np.sum((keys == kv) & (rest_ids < iv)) for kv, iv in zip(keys, rest_ids)], dtype=np.int64)
@@ -321,7 +218,7 @@ def _merge_streaming(
 
     # Crowding distance on the first front (all its rows are known).
     front_frame = top[top["pareto_rank"] == 1].sort_values("_pos")
-    fv = np.column_stack(objective_arrays(front_frame, objectives)).reshape(len(front_frame), len(objectives))
+    fv = scorer.matrix(scorer.columns(front_frame))
     crowd = pd.Series(np.nan, index=top.index, dtype=float)
     if len(front_frame) == len(front_set):
         crowd.loc[front_frame.index] = crowding_distance(fv)

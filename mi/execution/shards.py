@@ -9,8 +9,6 @@ a run killed anywhere leaves either a complete shard or one that a resumed run c
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -18,7 +16,7 @@ import pandas as pd
 from mi.candidates.base import Failure
 from mi.errors import MiError
 from mi.execution.chunk import ChunkResult
-from mi.export.atomic import atomic_write_json
+from mi.files import atomic_file, atomic_write_json, sha256_file
 
 SHARD_DIR = "shards"
 PLAN_FILE = "plan.json"
@@ -34,10 +32,6 @@ def _paths(run_dir: Path, index: int) -> tuple[Path, Path]:
     return folder / f"chunk-{index:06d}.parquet", folder / f"chunk-{index:06d}.json"
 
 
-def _sha256(path: Path) -> str:
-    from mi.candidates.readers import sha256_file
-
-    return sha256_file(path)
 
 
 def _write_parquet_atomic(path: Path, frame: pd.DataFrame) -> None:
@@ -45,16 +39,8 @@ def _write_parquet_atomic(path: Path, frame: pd.DataFrame) -> None:
     import pyarrow.parquet as pq
 
     table = pa.Table.from_pandas(frame, preserve_index=False)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as handle:
+        pq.write_table(table, handle)
 
 
 def write_shard(run_dir: Path, result: ChunkResult) -> dict:
@@ -67,7 +53,7 @@ def write_shard(run_dir: Path, result: ChunkResult) -> dict:
         "index": result.index,
         "key": result.key,
         "rows": int(len(result.table)),
-        "sha256": _sha256(parquet),
+        "sha256": sha256_file(parquet),
         "feature_failures": [f.as_row() for f in result.feature_failures],
         "property_failures": [f.as_row() for f in result.property_failures],
         "notes": list(result.notes),
@@ -97,7 +83,7 @@ def complete_shard(run_dir: Path, index: int, key: str) -> dict | None:
         return None
     if not isinstance(record, dict) or record.get("format") != SHARD_FORMAT or record.get("key") != key:
         return None
-    if not parquet.is_file() or _sha256(parquet) != record.get("sha256"):
+    if not parquet.is_file() or sha256_file(parquet) != record.get("sha256"):
         return None
     return record
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mi.export.atomic import (
+from mi.files import (
     atomic_write_bytes,
     atomic_write_csv,
     atomic_write_json,

@@ -25,7 +25,7 @@ from pymatgen.core import Composition
 import mi
 from mi.candidates.base import Failure
 from mi.config import PropertiesConfig
-from mi.export.atomic import atomic_write_json, to_jsonable
+from mi.files import atomic_write_json, to_jsonable
 from mi.export.rundir import PASSPORT_DIR, safe_file_stem
 from mi.properties import demand, supply
 

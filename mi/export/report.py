@@ -25,7 +25,7 @@ import pandas as pd
 import mi
 from mi.candidates.base import Failure
 from mi.config import ScreenConfig
-from mi.export.atomic import atomic_write_text
+from mi.files import atomic_write_text
 from mi.export.passport import PASSPORT_DIR, write_passports
 from mi.ranking.constraints import describe
 
@@ -325,7 +325,10 @@ def _table(frame: pd.DataFrame, columns: Sequence[str], numeric: set[str] | None
 
 def _with_std(frame: pd.DataFrame, columns: Sequence[str]) -> tuple[pd.DataFrame, list[str]]:
     """`frame` with each column that has a ``<c>_std`` companion written as ``value ± std`` text under the
-    header ``<c> ± std``, and the new column names (the others unchanged)."""
+    header ``<c> ± std``, and the new column names (the others unchanged). A value outside its model's
+    domain (``<c>_in_domain`` false) is marked ``(out of domain)``."""
+    from mi.ranking.domain import out_of_domain
+
     out = frame.copy()
     names = []
     for c in columns:
@@ -333,11 +336,12 @@ def _with_std(frame: pd.DataFrame, columns: Sequence[str]) -> tuple[pd.DataFrame
         if std not in frame.columns or c.endswith("_std"):
             names.append(c)
             continue
-        values, stds = _numeric(frame, c), _numeric(frame, std)
+        values, stds, outside = _numeric(frame, c), _numeric(frame, std), out_of_domain(frame, c)
         name = f"{c} ± std"
         out[name] = [
-            (None if not np.isfinite(v) else f"{v:.4g} ± {sd:.2g}" if np.isfinite(sd) else f"{v:.4g}")
-            for v, sd in zip(values, stds)
+            (None if not np.isfinite(v) else (f"{v:.4g} ± {sd:.2g}" if np.isfinite(sd) else f"{v:.4g}")
+             + (" (out of domain)" if far else ""))
+            for v, sd, far in zip(values, stds, outside)
         ]
         names.append(name)
     return out, names
@@ -580,6 +584,90 @@ def models_section(models: Sequence[Mapping[str, Any]], ranked: pd.DataFrame) ->
     return "".join(parts)
 
 
+def parity_figure(parity: Sequence[Mapping[str, Any]], pairs: Sequence[Sequence[str]]) -> str | None:
+    """Surrogate (with its std) against oracle, one panel per column pair that has refined values."""
+    from matplotlib.figure import Figure
+
+    panels = []
+    for surrogate, oracle in pairs:
+        rows = [(r.get(f"surrogate_{surrogate}"), r.get(f"surrogate_{surrogate}_std"), r.get(oracle), r.get("id"))
+                for r in parity]
+        rows = [(float(s), float(sd) if sd is not None else math.nan, float(o), i) for s, sd, o, i in rows
+                if s is not None and o is not None and np.isfinite(float(s)) and np.isfinite(float(o))]
+        if rows:
+            panels.append((surrogate, rows))
+    if not panels:
+        return None
+    fig = Figure(figsize=(4.2 * len(panels), 3.8))
+    for k, (column, rows) in enumerate(panels, start=1):
+        ax = fig.add_subplot(1, len(panels), k)
+        s, sd, o, ids = (np.array([r[j] for r in rows], dtype=float if j < 3 else object) for j in range(4))
+        ax.errorbar(o, s, yerr=np.where(np.isfinite(sd), sd, 0.0), fmt="o", color=_TOP, ms=4, capsize=2)
+        lo, hi = float(min(s.min(), o.min())), float(max(s.max(), o.max()))
+        pad = 0.05 * (hi - lo or 1.0)
+        ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color=_OTHER, lw=0.8, ls="--")
+        for x, y, label in zip(o, s, ids):
+            ax.annotate(str(label), (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        ax.set_xlabel(f"oracle {column}", fontsize=8)
+        ax.set_ylabel(f"surrogate {column} (± std)", fontsize=8)
+        ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def funnel_section(funnel: Mapping[str, Any] | None, ranked: pd.DataFrame, top_k: int) -> str:
+    """The refinement (`mi.refine`): counts, a parity plot of the refined rows, the top-k with the source
+    of each ranked value. Empty when the run did not refine."""
+    if not funnel:
+        return ""
+    moved = funnel.get("moved", {})
+    failed = funnel.get("failed", [])
+    kpis = [
+        ("ranked", funnel.get("ranked_in")),
+        (f"selected (by {funnel.get('select')})", funnel.get("selected")),
+        ("formula only, skipped", len(funnel.get("skipped_no_structure", []))),
+        ("refined by the oracle", funnel.get("refined")),
+        ("failed", len(failed)),
+        ("left the ranking", len(funnel.get("removed_by_constraints", {}))),
+        ("ranks moved", len(moved)),
+        (f"disagree > {funnel.get('sigma', 3):g} std", funnel.get("disagreeing_rows")),
+    ]
+    kpi_html = "".join(f'<div class="kpi"><b>{_e(v)}</b>{_e(k)}</div>' for k, v in kpis)
+    parity = parity_figure(funnel.get("parity", []), funnel.get("columns", []))
+    parity_html = (
+        f'<figure><img alt="surrogate against oracle for the refined candidates" src="{parity}"><figcaption>'
+        "Surrogate (± std) against the oracle for the refined candidates; the dashed line is agreement."
+        "</figcaption></figure>" if parity else "<p class='na'>No refined value to compare.</p>"
+    )
+    sources = [c for c in ranked.columns if str(c).endswith("_source")]
+    top = ranked.head(top_k).copy()
+    columns = [c for c in ("rank", "surrogate_rank", "id", "formula") if c in top.columns]
+    for c in sources:
+        base = c[: -len("_source")]
+        if base in top.columns:
+            top[base] = [
+                ("–" if not isinstance(v, (int, float)) or not np.isfinite(v) else f"{v:.4g}") + f" ({src})"
+                for v, src in zip(pd.to_numeric(top[base], errors="coerce"), top[c].astype(str))
+            ]
+            columns.append(base)
+    table_html = _table(top, columns, {"rank", "surrogate_rank"}) if len(top) else "<p class='na'>Nothing ranked.</p>"
+    seconds = funnel.get("seconds_per_candidate")
+    limits = f" {funnel['time_limit_hits']} relaxations hit their time limit." if funnel.get("time_limit_hits") else ""
+    failed_html = f" Failed: {_e(', '.join(failed))} (see failures.csv)." if failed else ""
+    return (
+        f'<h2 id="funnel">Funnel: the oracle on the best {funnel.get("selected")}</h2>'
+        f'<div class="kpis">{kpi_html}</div>'
+        f"<p class='small'>Oracle time {_e(funnel.get('oracle_seconds'))} s"
+        f"{f', {seconds} s per refined candidate' if seconds is not None else ''} (load factor "
+        f"{_e(funnel.get('load_factor'))}, {funnel.get('chunks_reused', 0)} of {funnel.get('chunks', 0)} chunks "
+        f"reused).{_e(limits)}{failed_html} Each row: <a href=\"{_e(funnel.get('refined_file'))}\">"
+        f"{_e(funnel.get('refined_file'))}</a>; the labels for the next training round: "
+        f"<code>{_e(funnel.get('labels_file'))}</code>.</p>"
+        f"{parity_html}<p class='small'>Top {top_k} after refinement, each ranked value with its source "
+        "(oracle values are ranked as exact, std 0):</p>" + table_html
+    )
+
+
 def render_report(
     ranked: pd.DataFrame,
     cfg: ScreenConfig,
@@ -695,7 +783,7 @@ def render_report(
 <div class="meta">run directory <code>{_e(run_dir)}</code> · mi {_e(mi.__version__)} · working ion {_e(p.working_ion)} ·
 capacity mode {_e(p.capacity_mode)} · element table {_e(table_version or 'packaged')}</div>
 <nav><a href="#ranking">ranking</a><a href="#pareto">Pareto front</a><a href="#distributions">distributions</a>
-<a href="#top">top {top_k}</a><a href="#models">models</a><a href="#demand">scale-up demand</a><a href="#passports">passports</a><a href="#notes">notes</a><a href="#methods">methods</a></nav>
+<a href="#top">top {top_k}</a>{'<a href="#funnel">funnel</a>' if summary.get("funnel") else ""}<a href="#models">models</a><a href="#demand">scale-up demand</a><a href="#passports">passports</a><a href="#notes">notes</a><a href="#methods">methods</a></nav>
 <div class="kpis">{kpi_html}</div>
 
 <h2 id="ranking">How candidates were ranked</h2>
@@ -711,6 +799,8 @@ capacity mode {_e(p.capacity_mode)} · element table {_e(table_version or 'packa
 <h2 id="top">Top {top_k}</h2>
 {table_html}
 <p class="small na">Full table: <a href="ranked.csv">ranked.csv</a>. Crowding distance is ∞ at the extremes of a front. {failure_note}</p>
+
+{funnel_section(summary.get("funnel"), ranked, top_k)}
 
 <h2 id="models">The models behind the predicted columns</h2>
 {models_section(models, ranked)}

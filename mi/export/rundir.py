@@ -24,7 +24,6 @@ import atexit
 import contextvars
 import datetime as _dt
 import functools
-import hashlib
 import importlib.metadata
 import json
 import math
@@ -45,7 +44,7 @@ import pandas as pd
 import mi
 from mi.candidates.base import Failure
 from mi.errors import MiError
-from mi.export.atomic import _current_umask, atomic_write_csv, atomic_write_json, atomic_write_text
+from mi.files import atomic_file, atomic_write_csv, atomic_write_json, atomic_write_text, sha256_file
 
 MANIFEST_VERSION = 1
 RUN_FILES = ("config.yaml", "ranked.csv", "ranked.json", "failures.csv", "removed.csv", "manifest.json", "report.html")
@@ -411,22 +410,13 @@ def write_removed(run_dir: str | Path, records: Iterable[Mapping[str, Any]]) -> 
     from mi.ranking.constraints import REMOVED_COLUMNS
 
     path = Path(run_dir) / "removed.csv"
-    fd, tmp = tempfile.mkstemp(prefix=".removed.csv.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            pd.DataFrame(columns=list(REMOVED_COLUMNS)).to_csv(fh, index=False, lineterminator="\n")
-            for record in records:
-                rows = record.get("removed_rows") or []
-                if rows:
-                    frame = pd.DataFrame(rows).reindex(columns=list(REMOVED_COLUMNS))
-                    frame.to_csv(fh, index=False, header=False, lineterminator="\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_current_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path, "w", encoding="utf-8", newline="") as fh:
+        pd.DataFrame(columns=list(REMOVED_COLUMNS)).to_csv(fh, index=False, lineterminator="\n")
+        for record in records:
+            rows = record.get("removed_rows") or []
+            if rows:
+                frame = pd.DataFrame(rows).reindex(columns=list(REMOVED_COLUMNS))
+                frame.to_csv(fh, index=False, header=False, lineterminator="\n")
     return path
 
 
@@ -448,14 +438,6 @@ def write_config(run_dir: str | Path, yaml_text: str) -> Path:
 
 
 # --- the manifest -----------------------------------------------------------------------------------
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return "sha256:" + digest.hexdigest()
 
 
 def git_commit(folder: str | Path | None = None) -> str | None:

@@ -25,13 +25,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 import uuid
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from mi.files import atomic_file
 
 log = logging.getLogger(__name__)
 
@@ -136,21 +137,15 @@ class FeatureCache:
         return target
 
     def _write(self, target: Path, columns, keys, values, errors) -> None:
-        handle, temp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=target.parent)
-        try:
-            with os.fdopen(handle, "wb") as out:
-                arrays = {
-                    "keys": np.array(keys, dtype=str),
-                    "values": np.asarray(values, dtype=np.float64),
-                    "errors": np.array(errors, dtype=str),
-                    "columns": np.array(list(columns), dtype=str),
-                }
-                digest = _digest(arrays["keys"], arrays["values"], arrays["errors"], arrays["columns"])
-                np.savez(out, **arrays, digest=np.array(digest))
-            os.replace(temp, target)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
+        arrays = {
+            "keys": np.array(keys, dtype=str),
+            "values": np.asarray(values, dtype=np.float64),
+            "errors": np.array(errors, dtype=str),
+            "columns": np.array(list(columns), dtype=str),
+        }
+        digest = _digest(arrays["keys"], arrays["values"], arrays["errors"], arrays["columns"])
+        with atomic_file(target) as out:
+            np.savez(out, **arrays, digest=np.array(digest))
 
     def compact(self, folder: str, columns: Sequence[str]) -> None:
         """Merge a folder's packs into one when it holds more than MAX_PACKS."""

@@ -91,11 +91,10 @@ def save_graphs(path: str | os.PathLike, graphs: Mapping[str, Mapping[str, np.nd
         parts = [np.asarray(graphs[g][name]).T if name == "edge_index" else np.asarray(graphs[g][name]) for g in ids]
         payload[name] = np.concatenate(parts) if parts else np.empty(0)
         payload[f"{name}__offsets"] = np.concatenate([[0], np.cumsum([len(p) for p in parts])]).astype(np.int64)
-    path = os.fspath(path)
-    temp = f"{path}.tmp"
-    with open(temp, "wb") as handle:
+    from mi.files import atomic_file
+
+    with atomic_file(path) as handle:
         np.savez_compressed(handle, **payload)
-    os.replace(temp, path)
 
 
 def load_graphs(path: str | os.PathLike) -> dict[str, dict[str, np.ndarray]]:

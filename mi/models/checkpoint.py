@@ -22,7 +22,9 @@ Layout (format version 2)::
 Loading never runs code: ``torch.load(weights_only=True)`` refuses pickled objects, and a checkpoint whose
 contents do not hash to its ``payload_sha256`` (a weight edited in place, a corrupted copy) is refused, as
 is one whose file hash differs from an ``expected_sha256`` a caller recorded (a run manifest, a card).
-Checkpoints written before the payload hash existed (the embedded default) load without that check.
+A checkpoint without a ``payload_sha256`` is refused too, unless its file hash is one of
+`SHIPPED_WITHOUT_PAYLOAD_HASH` (files mi itself shipped before the payload hash existed; none today, the
+built-ins carry theirs): otherwise deleting the key would switch the check off.
 
 Version 1 (an `EnsembleMLP` without ``model_kind`` or ``featurizer``; the embedded default) is still read.
 ``builtin:<name>`` names a checkpoint shipped in ``mi/models/builtin/<name>.pt``.
@@ -33,10 +35,8 @@ from __future__ import annotations
 import hashlib
 import importlib.resources
 import json
-import os
 import pickle
 import platform
-import tempfile
 import zipfile
 from contextlib import ExitStack
 from datetime import datetime, timezone
@@ -48,6 +48,7 @@ import torch
 
 import mi
 from mi.errors import CheckpointError
+from mi.files import atomic_file, sha256_file
 from mi.features import FEATURE_SETS
 from mi.models.surrogate import Surrogate, SurrogateSpec
 
@@ -55,6 +56,7 @@ FORMAT = "mi.surrogate"
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)  # 1: descriptor MLPs only, read as model_kind "mlp"
 BUILTIN_PREFIX = "builtin:"
+SHIPPED_WITHOUT_PAYLOAD_HASH: frozenset[str] = frozenset()  # file sha256s; the built-ins all carry payload hashes
 _REQUIRED = ("model_config", "state_dict", "feature_sets", "feature_names", "targets", "training")
 
 
@@ -72,15 +74,6 @@ def _versions() -> dict[str, str]:
         "pymatgen": _package_version("pymatgen"),
         "python": platform.python_version(),
     }
-
-
-def file_sha256(path: str | Path) -> str:
-    """``sha256:<hex>`` of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return "sha256:" + digest.hexdigest()
 
 
 def _tensor_bytes(tensor: torch.Tensor) -> bytes:
@@ -130,11 +123,6 @@ def checkpoint_payload(surrogate: Surrogate) -> dict[str, Any]:
     return payload
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
 
 def _check_plain(value: Any, where: str = "checkpoint") -> None:
     """Refuse anything `torch.load(weights_only=True)` would refuse, naming where it is."""
@@ -159,17 +147,8 @@ def save_checkpoint(surrogate: Surrogate, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = checkpoint_payload(surrogate)
     _check_plain(payload)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            torch.save(payload, out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(temp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual permissions
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as out:
+        torch.save(payload, out)
     return path
 
 
@@ -216,7 +195,7 @@ def _read(
     """Load and validate the raw payload; returns (label, path, payload, sha256, size in bytes)."""
     label, stack, path = _resolve(path_or_name)
     with stack:
-        digest, size = file_sha256(path), path.stat().st_size
+        digest, size = sha256_file(path), path.stat().st_size
         if expected_sha256 is not None and digest != expected_sha256:
             raise CheckpointError(
                 f"{label}: file hash {digest} differs from the recorded {expected_sha256}: the checkpoint was "
@@ -240,16 +219,23 @@ def _read(
         absent.append("model_kind")
     if absent:
         raise CheckpointError(f"{label}: checkpoint lacks {', '.join(absent)}")
+    _verify_payload(label, payload, digest)
     if found == 1:  # version 1 held descriptor MLPs only
         payload = {**payload, "model_kind": "mlp", "featurizer": {"inputs": "features"}}
     return label, path, payload, digest, size
 
 
-def _verify_payload(label: str, payload: dict[str, Any]) -> None:
-    """Refuse contents that do not hash to the ``payload_sha256`` recorded when the checkpoint was written."""
+def _verify_payload(label: str, payload: dict[str, Any], file_digest: str) -> None:
+    """Refuse contents that do not hash to the ``payload_sha256`` recorded when the checkpoint was written, and
+    a checkpoint without one unless mi shipped that very file."""
     recorded = payload.get("payload_sha256")
-    if recorded is None or payload.get("format_version", FORMAT_VERSION) < 2:
-        return  # written before the payload hash existed (format 1 never had one)
+    if recorded is None:
+        if file_digest in SHIPPED_WITHOUT_PAYLOAD_HASH:
+            return
+        raise CheckpointError(
+            f"{label}: no payload_sha256, so its contents cannot be checked; refused (written before mi "
+            "recorded payload hashes, or the hash was removed: retrain it with this mi)"
+        )
     try:
         actual = payload_digest(payload)
     except Exception as exc:  # noqa: BLE001 - a state_dict of non-tensors is no checkpoint of ours
@@ -287,7 +273,6 @@ def load_checkpoint(path_or_name: str | Path, expected_sha256: str | None = None
     kind = payload["model_kind"]
     if kind not in kinds:
         raise CheckpointError(f"{label}: model kind {kind!r} is unknown to this mi (knows {', '.join(kinds)})")
-    _verify_payload(label, payload)
     try:
         module = kinds[kind](**payload["model_config"])
         module.load_state_dict(payload["state_dict"], strict=True)
@@ -323,7 +308,6 @@ def load_checkpoint(path_or_name: str | Path, expected_sha256: str | None = None
 def checkpoint_card(path_or_name: str | Path, expected_sha256: str | None = None) -> dict[str, Any]:
     """Everything about a checkpoint except its weights: for ``mi info`` and run records."""
     label, path, payload, digest, size = _read(path_or_name, expected_sha256)
-    _verify_payload(label, payload)
     state = payload["state_dict"]
     target_stats = {}
     for j, target in enumerate(payload["targets"]):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 import math
 import os
@@ -32,7 +33,8 @@ import pandas as pd
 from pymatgen.core import Composition, Structure
 
 from mi.candidates.base import Candidate, Failure, composition_hash, structure_hash
-from mi.config import DatasetConfig
+from mi.candidates.readers import text_of, too_many_sites
+from mi.config import CandidatesConfig, DatasetConfig
 from mi.errors import ConfigError, InputError
 
 EXP_FORMATION_ENTHALPY = "formation_enthalpy_eV_atom"
@@ -189,6 +191,8 @@ def load_exp_formation_enthalpy() -> pd.DataFrame:
 # --- one reader for tables: CSV, JSON, extended XYZ, ASE databases ----------------------------------
 
 TABLE_SUFFIXES = {".csv": "csv", ".json": "json", ".xyz": "extxyz", ".extxyz": "extxyz", ".db": "ase_db"}
+# the screens' limit (candidates.max_atoms): a training structure larger than any screen reads is refused
+MAX_ATOMS = CandidatesConfig.model_fields["max_atoms"].default
 
 
 def _quiet_structure_from_file(path: Path) -> Structure:
@@ -200,6 +204,8 @@ def _quiet_structure_from_file(path: Path) -> Structure:
 def _ase_structure(atoms) -> Structure:
     from pymatgen.io.ase import AseAtomsAdaptor
 
+    if (refused := too_many_sites(len(atoms), MAX_ATOMS)) is not None:
+        raise ValueError(refused)
     if not all(atoms.pbc) or abs(atoms.cell.volume) < 1e-8:
         raise ValueError("not a periodic crystal (no cell or pbc off)")
     return AseAtomsAdaptor.get_structure(atoms)
@@ -209,11 +215,13 @@ def _records_from_file(path: Path, kind: str) -> tuple[list[tuple[str, dict[str,
     """(row id, columns, structure-or-None) per record, and units the file declares (JSON only)."""
     if kind == "csv":
         # "NaN" is sodium nitride, not a missing value: only these spellings mean missing.
-        table = pd.read_csv(path, keep_default_na=False, na_values=["", "nan", "NA", "N/A", "null", "None"])
+        # text through the screens' reader layer: byte-order marks honoured, Latin-1 and binary data refused
+        table = pd.read_csv(io.StringIO(text_of(path)), keep_default_na=False,
+                            na_values=["", "nan", "NA", "N/A", "null", "None"])
         ids = table["id"].astype(str) if "id" in table.columns else pd.Series([str(i) for i in range(len(table))])
         return [(ids[i], row, None) for i, row in enumerate(table.to_dict("records"))], {}
     if kind == "json":
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(text_of(path))
         units = {}
         if isinstance(data, dict):
             units = dict(data.get("units", {}))
@@ -224,7 +232,7 @@ def _records_from_file(path: Path, kind: str) -> tuple[list[tuple[str, dict[str,
     if kind == "extxyz":
         from ase.io import read
 
-        frames = read(str(path), index=":", format="extxyz")
+        frames = read(io.StringIO(text_of(path)), index=":", format="extxyz")
         records = []
         for i, atoms in enumerate(frames):
             columns = dict(atoms.info)
@@ -285,9 +293,13 @@ def read_table(
             elif structure_column:
                 item = columns.get(structure_column)
                 if isinstance(item, dict):
+                    if (refused := too_many_sites(len(item.get("sites", ())), MAX_ATOMS)) is not None:
+                        raise ValueError(refused)
                     structure = Structure.from_dict(item)
                 elif isinstance(item, str) and item.strip():
                     structure = _quiet_structure_from_file(path.parent / item.strip())
+                    if (refused := too_many_sites(len(structure), MAX_ATOMS)) is not None:
+                        raise ValueError(refused)
             formula = structure.composition.formula if structure is not None else str(columns[formula_column]).strip()
         except Exception as exc:  # noqa: BLE001 - a bad row is reported, not fatal
             failures.append(Failure(str(path), row_id, "dataset", f"{type(exc).__name__}: {exc}", id=row_id))

@@ -243,7 +243,7 @@ def load_eval_dataset(spec: str | Path, targets: list[str], columns: dict[str, s
 def evaluate(surrogate, dataset, out_dir: str | Path, thresholds: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
     """Predict every row of `dataset`, write metrics, predictions and plots to `out_dir`; return the metrics."""
     from mi.errors import InputError
-    from mi.export.atomic import atomic_write_bytes
+    from mi.files import atomic_write_bytes
     from mi.features import featurize
 
     out_dir = Path(out_dir)

@@ -16,6 +16,14 @@ def model_kinds() -> dict[str, type[EnsembleNet]]:
     return {cls.kind: cls for cls in (EnsembleMLP, ElementAttentionNet, CrystalGraphNet)}
 
 
+def model_class(kind: str) -> type[EnsembleNet]:
+    """The network class of a model kind; an unknown kind is a ConfigError naming the known ones."""
+    classes = model_kinds()
+    if kind not in classes:
+        raise ConfigError(f"train.model.kind: unknown model kind {kind!r} (known: {', '.join(classes)})")
+    return classes[kind]
+
+
 def module_from_config(kind: str, config: dict[str, Any]) -> EnsembleNet:
     """Rebuild a network from its checkpoint entries; raises KeyError for an unknown kind."""
     return model_kinds()[kind](**config)
@@ -28,9 +36,7 @@ def build_module(model_cfg: Any, n_targets: int, *, n_features: int = 0, heteros
     if kind == "mlp":
         options.pop("feature_sets")
         return EnsembleMLP(n_features=n_features, n_targets=n_targets, heteroscedastic=heteroscedastic, **options)
-    classes = model_kinds()
-    if kind not in classes:
-        raise ConfigError(f"train.model.kind: unknown model kind {kind!r} (known: {', '.join(classes)})")
+    cls = model_class(kind)
     if options.pop("descriptor_sets", None):
         options["n_features"] = n_features
-    return classes[kind](n_targets=n_targets, heteroscedastic=heteroscedastic, **options)
+    return cls(n_targets=n_targets, heteroscedastic=heteroscedastic, **options)

@@ -45,7 +45,7 @@ from mi.models.checkpoint import save_checkpoint
 from mi.models.datasets import Dataset, dataset_hash, load_dataset
 from mi.models.device import resolve_device
 from mi.models.evaluate import calibration_metrics, fit_std_scale, regression_metrics
-from mi.models.nets import build_module
+from mi.models.nets import build_module, model_class
 from mi.models.surrogate import EnsembleNet, Surrogate, SurrogateSpec
 
 log = logging.getLogger(__name__)
@@ -112,16 +112,19 @@ def prepare_data(cfg: TrainConfig, dataset: Dataset) -> TrainingData:
         features = features.loc[[c.id for c in candidates]]
         feature_names = list(features.columns)
         x = torch.tensor(features.to_numpy(dtype=np.float32, na_value=np.nan))
-    if model.kind == "mlp":
+    input_kind = model_class(model.kind).input_kind  # an unknown kind is a ConfigError, not a graph model
+    if input_kind == "features":
         kept, inputs = candidates, model_inputs.DenseInputs(x)
     else:
-        if model.kind == "element_attention":
+        if input_kind == "composition":
             inputs, reasons = model_inputs.composition_inputs([c.composition for c in candidates])
             ok = [i for i, r in enumerate(reasons) if r is None]
             if x is not None:
                 inputs = model_inputs.CompositionInputs(inputs.z, inputs.frac, x[torch.as_tensor(ok, dtype=torch.long)])
-        else:
+        elif input_kind == "graph":
             inputs, reasons = model_inputs.graph_inputs([c.structure for c in candidates], model.cutoff, model.max_neighbors)
+        else:
+            raise ConfigError(f"train.model.kind: {model.kind!r} reads {input_kind!r} inputs, which training cannot build")
         kept = [c for c, r in zip(candidates, reasons) if r is None]
         failures += [Failure(c.source, c.record, "features", r, id=c.id) for c, r in zip(candidates, reasons) if r]
     targets = dataset.frame.loc[[c.id for c in kept], dataset.targets].to_numpy(dtype=np.float32, na_value=np.nan)
@@ -269,7 +272,7 @@ def _recipe(cfg: TrainConfig) -> dict[str, Any]:
 
 
 def _atomic_torch_save(payload: dict[str, Any], path: Path) -> None:
-    from mi.export.atomic import atomic_write_bytes
+    from mi.files import atomic_write_bytes
 
     buffer = io.BytesIO()
     torch.save(payload, buffer)
@@ -593,7 +596,7 @@ def default_run_dir(run_cfg: TrainRunConfig) -> Path:
 
 def train_from_config(run_cfg: TrainRunConfig, progress: bool = True, resume: bool = False) -> Path:
     """Load the dataset, train (writing the run folder), save the checkpoint; returns its path."""
-    from mi.export.atomic import atomic_write_bytes
+    from mi.files import atomic_write_bytes
 
     dataset_cfg = run_cfg.train.dataset
     dataset = load_dataset(dataset_cfg, run_cfg.resolve(dataset_cfg.path) if dataset_cfg.path else None, resolve=run_cfg.resolve)

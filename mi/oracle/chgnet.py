@@ -97,6 +97,16 @@ class CHGNetOracle(EnergyOracle):
             self._model_ = model
         return self._model_
 
+    def with_time_limit(self, seconds: float | None) -> CHGNetOracle:
+        """The same oracle with another time limit per relaxation, sharing the loaded model (a refinement
+        scales the limit with each cell's size; the elemental references keep the original settings)."""
+        import copy
+
+        self._model()
+        twin = copy.copy(self)
+        twin.time_limit_s = seconds
+        return twin
+
     def settings(self) -> dict:
         return {
             "model": self.model_name,

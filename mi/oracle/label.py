@@ -118,29 +118,7 @@ class OracleLabeller(Labeller):
         return LabelResult(frame, relaxed, failures)
 
     def _row(self, r: Relaxation, mu: dict[str, float]) -> dict:
-        s = r.structure
-        comp = s.composition
-        formation = math.nan
-        if all(el.symbol in mu for el in comp.elements):
-            formation = r.energy_eV_atom - sum(n * mu[el.symbol] for el, n in comp.items()) / comp.num_atoms
-        try:
-            e_hull = self.hull.e_above_hull(comp, r.energy_eV_atom)
-        except Exception as exc:  # noqa: BLE001 - a hull that cannot be built leaves the label missing
-            log.debug("no hull for %s: %s", r.id, exc)
-            e_hull = math.nan
-        return {
-            "formation_energy_eV_atom": formation,
-            "e_hull_eV_atom": e_hull,
-            "relaxed_volume_per_atom_A3": s.volume / len(s),
-            "relaxed_density_g_cm3": float(s.density),
-            "voltage_V": math.nan,
-            "energy_eV_atom": r.energy_eV_atom,
-            "n_steps": r.n_steps,
-            "converged": r.converged,
-            "oracle_seconds": r.seconds,
-            "delithiated_formula": "",
-            "voltage_note": "",
-        }
+        return relaxation_row(r, mu, self.hull)
 
     def _voltages(self, relaxations: list[Relaxation], mu: dict[str, float], rows: dict[str, dict]) -> None:
         ion = self.working_ion
@@ -174,6 +152,34 @@ class OracleLabeller(Labeller):
             rows[h.id]["delithiated_formula"] = h.structure.composition.reduced_formula
 
 
+def relaxation_row(r: Relaxation, mu: dict[str, float], hull: HullReferences) -> dict:
+    """The labels of one relaxation (formation energy against `mu`, e_hull above `hull`, relaxed volume and
+    density) and what the oracle did; voltage NaN and its details empty, for the caller to fill in."""
+    s = r.structure
+    comp = s.composition
+    formation = math.nan
+    if all(el.symbol in mu for el in comp.elements):
+        formation = r.energy_eV_atom - sum(n * mu[el.symbol] for el, n in comp.items()) / comp.num_atoms
+    try:
+        e_hull = hull.e_above_hull(comp, r.energy_eV_atom)
+    except Exception as exc:  # noqa: BLE001 - a hull that cannot be built leaves the label missing
+        log.debug("no hull for %s: %s", r.id, exc)
+        e_hull = math.nan
+    return {
+        "formation_energy_eV_atom": formation,
+        "e_hull_eV_atom": e_hull,
+        "relaxed_volume_per_atom_A3": s.volume / len(s),
+        "relaxed_density_g_cm3": float(s.density),
+        "voltage_V": math.nan,
+        "energy_eV_atom": r.energy_eV_atom,
+        "n_steps": r.n_steps,
+        "converged": r.converged,
+        "oracle_seconds": r.seconds,
+        "delithiated_formula": "",
+        "voltage_note": "",
+    }
+
+
 def chgnet_labeller(
     *,
     model: str = "0.3.0",
@@ -190,10 +196,10 @@ def chgnet_labeller(
     voltage: bool = True,
     cache_dir: str | Path | None = None,
 ) -> OracleLabeller:
-    """An `OracleLabeller` on CHGNet (weights from the wheel, loaded on first use)."""
-    from mi.oracle.chgnet import CHGNetOracle
+    """An `OracleLabeller` on CHGNet (weights from the wheel, loaded on first use), from the oracle registry."""
+    from mi.oracle.registry import get_oracle
 
-    oracle = CHGNetOracle(model, fmax=fmax, max_steps=max_steps, time_limit_s=time_limit_s,
-                          max_memory_mb=max_memory_mb, relax_cell=relax_cell, batch_size=batch_size, device=device)
+    oracle = get_oracle("chgnet", model_name=model, fmax=fmax, max_steps=max_steps, time_limit_s=time_limit_s,
+                        max_memory_mb=max_memory_mb, relax_cell=relax_cell, batch_size=batch_size, device=device)
     return OracleLabeller(oracle, references=references, entries_file=entries_file, working_ion=working_ion,
                           voltage=voltage, cache_dir=cache_dir)

@@ -46,7 +46,7 @@ from pymatgen.core import Composition, Element, Lattice, Structure
 
 from mi.candidates.base import Candidate, structure_hash
 from mi.errors import ConfigError, InputError
-from mi.export.atomic import atomic_write_json
+from mi.files import atomic_write_json
 from mi.oracle.base import EnergyOracle
 
 log = logging.getLogger(__name__)
@@ -246,9 +246,10 @@ class HullReferences:
                 self._entries = ()
         return self._entries
 
-    def e_above_hull(self, composition: Composition, energy_eV_atom: float) -> float:
+    def e_above_hull(self, composition: Composition, energy_eV_atom: float, extra: tuple = ()) -> float:
         """eV/atom above the hull of the references in the candidate's chemical system (NaN if they lack
-        an element of it)."""
+        an element of it). `extra` entries (e.g. other candidates relaxed by the same oracle) join the
+        references, so candidates compete with each other on the hull."""
         from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
 
         elements = {el.symbol for el in composition.elements}
@@ -257,6 +258,7 @@ class HullReferences:
             pool = [PDEntry(Composition(el), e) for el, e in mu.items()]
         else:
             pool = [e for e in self.entries() if {el.symbol for el in e.composition.elements} <= elements]
+        pool += [e for e in extra if {el.symbol for el in e.composition.elements} <= elements]
         have = {e.composition.elements[0].symbol for e in pool if len(e.composition.elements) == 1}
         if not elements <= have:
             return math.nan

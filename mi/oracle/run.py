@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -26,9 +27,9 @@ from tqdm.auto import tqdm
 
 from mi import __version__
 from mi.candidates.base import Candidate, Failure
-from mi.config import LabelConfig
+from mi.config import LabelConfig, LabelTargetsConfig, OracleConfig
 from mi.errors import InputError
-from mi.export.atomic import atomic_write_csv, atomic_write_json
+from mi.files import atomic_write_csv, atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -49,16 +50,16 @@ def compact_structure(structure: Structure, decimals: int = 6) -> dict:
     }
 
 
-def build_labeller(cfg: LabelConfig):
+def build_labeller(o: OracleConfig, labels: LabelTargetsConfig, resolve: Callable[[str], Path]):
+    """The `OracleLabeller` of an ``oracle:`` and a ``labels:`` section (`mi label` and `mi loop` alike); paths
+    through `resolve` (relative to the config file)."""
     from mi.oracle.label import OracleLabeller
     from mi.oracle.registry import get_oracle
 
-    o = cfg.oracle
     oracle = get_oracle(o.name, model_name=o.model, fmax=o.fmax, max_steps=o.max_steps, time_limit_s=o.time_limit_s,
                         max_memory_mb=o.max_memory_mb, relax_cell=o.relax_cell, batch_size=o.batch_size, device=o.device)
-    labels = cfg.labels
-    cache = None if labels.cache_dir in (None, "auto") else cfg.resolve(labels.cache_dir)
-    entries = cfg.resolve(labels.entries_file) if labels.entries_file else None
+    cache = None if labels.cache_dir in (None, "auto") else resolve(labels.cache_dir)
+    entries = resolve(labels.entries_file) if labels.entries_file else None
     return OracleLabeller(oracle, references=labels.references, entries_file=entries,
                           working_ion=labels.working_ion, voltage=labels.voltage, cache_dir=cache)
 
@@ -104,7 +105,7 @@ def label_from_config(cfg: LabelConfig, out: Path | None = None, *, resume: bool
     candidates, failures = read_candidates(cfg.candidates, cfg.resolve)
     if not candidates:
         raise InputError(f"no usable candidates to label ({len(failures)} failures)")
-    labeller = build_labeller(cfg)
+    labeller = build_labeller(cfg.oracle, cfg.labels, cfg.resolve)
     size = cfg.output.chunk_size
     chunks = [candidates[i : i + size] for i in range(0, len(candidates), size)]
     records: list[dict] = []

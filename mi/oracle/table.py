@@ -84,7 +84,7 @@ class TableLabeller(Labeller):
         return dict(self._units or {})
 
     def provenance(self) -> dict:
-        from mi.candidates import sha256_file
+        from mi.files import sha256_file
 
         return {
             "labeller": "table",

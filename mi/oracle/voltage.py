@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from pymatgen.core import Structure
 
-ION_CHARGE = {"Li": 1, "Na": 1, "K": 1, "Mg": 2, "Ca": 2, "Zn": 2, "Al": 3}
+from mi.properties.calculators import ION_CHARGE  # one table of working-ion charges
 
 
 def ions_to_remove(structure: Structure, working_ion: str) -> int:

@@ -18,12 +18,13 @@ from mi.errors import InputError
 from mi.features.engine import _Timeout
 from mi.properties import supply
 from mi.properties.calculators import CALCULATORS, Calculator, Context
+from mi.properties.columns import id_list as _id_list
+from mi.properties.columns import plural as _plural
 from mi.properties.derived import DERIVED
 from mi.properties.element_matrix import VECTORISED, element_matrix
 from mi.properties.element_matrix import missing_facts as matrix_missing_facts
 
 STAGE = "properties"
-_IDS_SHOWN = 5
 
 
 class _Deadline:
@@ -63,15 +64,6 @@ def _deadline(seconds: float | None) -> Iterator[_Deadline]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
-
-
-def _id_list(ids: list[str]) -> str:
-    shown = ", ".join(ids[:_IDS_SHOWN])
-    return shown if len(ids) <= _IDS_SHOWN else f"{shown} and {len(ids) - _IDS_SHOWN} more"
-
-
-def _plural(n: int) -> str:
-    return f"{n} candidate" if n == 1 else f"{n} candidates"
 
 
 def prices_from_table(table: pd.DataFrame) -> dict[str, float]:

@@ -36,6 +36,9 @@ from pymatgen.core import Composition, Element
 
 from mi.config import DemandConfig, PropertiesConfig
 from mi.properties import supply
+from mi.properties.columns import float_column as _column
+from mi.properties.columns import ids_where as _ids
+from mi.properties.columns import plural as _plural
 
 KWH_PER_TWH = 1e9
 KG_PER_TONNE = 1000.0
@@ -113,9 +116,6 @@ def limiting(demands: list[ElementDemand]) -> tuple[float, str | None]:
 
 def demand(table: pd.DataFrame, cfg: PropertiesConfig, element_table: pd.DataFrame | None = None):
     """The 'demand' columns of `table` (needs ``formula`` and ``specific_energy_Wh_kg``) and notes."""
-    from mi.properties.compute import _plural
-    from mi.properties.derived import _column, _ids  # here: derived imports this module
-
     if element_table is None:
         from mi.data import load_element_facts
 

@@ -30,22 +30,11 @@ import pandas as pd
 
 from mi.config import PropertiesConfig
 from mi.properties.calculators import ION_CHARGE
+from mi.properties.columns import float_column as _column
+from mi.properties.columns import ids_where as _ids
 from mi.properties.demand import demand
 
 VOLTAGE_COLUMNS = {"model": "voltage_V", "oracle": "oracle_voltage_V"}
-_IDS_SHOWN = 5
-
-
-def _ids(table: pd.DataFrame, mask: np.ndarray) -> str:
-    ids = [str(i) for i in table.loc[mask, "id"]] if "id" in table.columns else [str(i) for i in table.index[mask]]
-    shown = ", ".join(ids[:_IDS_SHOWN])
-    return shown if len(ids) <= _IDS_SHOWN else f"{shown} and {len(ids) - _IDS_SHOWN} more"
-
-
-def _column(table: pd.DataFrame, name: str) -> np.ndarray:
-    if name not in table.columns:
-        return np.full(len(table), np.nan)
-    return pd.to_numeric(table[name], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
 
 def energy(table: pd.DataFrame, cfg: PropertiesConfig, element_table: pd.DataFrame | None = None):

@@ -11,7 +11,6 @@ import pandas as pd
 from mi.config import Objective, RankingConfig
 from mi.errors import ConfigError
 from mi.ranking.acquisition import acquisition_values, expected_improvement, score_std, select_batch
-from mi.ranking.domain import penalized
 from mi.ranking.constraints import (
     active_constraints,
     apply_constraints,
@@ -21,9 +20,10 @@ from mi.ranking.constraints import (
     split_by_constraints,
 )
 from mi.ranking.pareto import crowding_distance, pareto_ranks
-from mi.ranking.score import normalise, ucb_score, weighted_score
+from mi.ranking.stats import RANKING_COLUMNS, Scorer, normalise, ranked_order, ucb_score, weighted_score
 
 __all__ = [
+    "RANKING_COLUMNS",
     "acquisition_values",
     "active_constraints",
     "apply_constraints",
@@ -41,9 +41,6 @@ __all__ = [
     "ucb_score",
     "weighted_score",
 ]
-
-RANKING_COLUMNS = ("rank", "score", "ucb_score", "pareto_rank", "crowding_distance")
-
 
 def usable_objectives(table: pd.DataFrame, cfg: RankingConfig) -> tuple[list[Objective], list[str]]:
     """The objectives to score `table` by, and notes on what was skipped.
@@ -83,29 +80,18 @@ def rank(table: pd.DataFrame, cfg: RankingConfig) -> tuple[pd.DataFrame, dict]:
     objectives, skipped = usable_objectives(table, cfg)
     kept, removed = apply_constraints(table, cfg.constraints)
     out = kept.reset_index(drop=True).drop(columns=list(RANKING_COLUMNS), errors="ignore")
-    # An objective without a single value (energy without a voltage model) cannot order anything; left in,
-    # it would only shrink every score by its weight.
-    if len(out):
-        informative = [o for o in objectives if np.isfinite(numeric_column(out, o.column, o.column)).any()]
-        for o in objectives:
-            if o not in informative:
-                skipped.append(f"objective {o.direction} {o.column} left out: no candidate has a value")
-        objectives = informative or objectives
-    scoring = penalized(out, objectives, cfg.out_of_domain)  # out-of-domain values score as the worst
-    score = weighted_score(scoring, objectives)
-    values = np.column_stack(
-        [numeric_column(scoring, o.column, o.column) for o in objectives]
-    ).reshape(len(out), len(objectives))
-    fronts = pareto_ranks(values, [o.direction == "max" for o in objectives])
-    out["score"] = score
+    # the statistics of this table, as the streamed merge gathers them shard by shard (`mi.ranking.stats`)
+    scorer, notes = Scorer.of(out, objectives, kappa=cfg.ucb_kappa, out_of_domain=cfg.out_of_domain)
+    skipped += notes
+    columns = scorer.columns(out)
+    values = scorer.matrix(columns)
+    fronts = pareto_ranks(values, scorer.maximise)
+    out["score"] = scorer.score(columns)
     if cfg.ucb_kappa is not None:
-        out["ucb_score"] = ucb_score(scoring, objectives, cfg.ucb_kappa)
+        out["ucb_score"] = scorer.ucb(columns)
     out["pareto_rank"] = fronts
     out["crowding_distance"] = crowding_distance(values, fronts)
-    # Scores rounded to 12 digits for ordering, so summation noise cannot reorder equal scores.
-    key = out[cfg.sort_by].to_numpy(dtype=float)
-    ids = out["id"].astype(str).to_numpy()
-    order = np.lexsort((ids, fronts, -np.round(key, 12)))
+    order = ranked_order(out[cfg.sort_by].to_numpy(dtype=float), fronts, out["id"].astype(str).to_numpy())
     out = out.iloc[order].reset_index(drop=True)
     out.insert(0, "rank", np.arange(1, len(out) + 1, dtype=np.int64))
     summary = {
@@ -113,6 +99,6 @@ def rank(table: pd.DataFrame, cfg: RankingConfig) -> tuple[pd.DataFrame, dict]:
         "rows_kept": int(len(out)),
         "removed": removed,
         "skipped": skipped,
-        "objectives": [o.column for o in objectives],
+        "objectives": [o.column for o in scorer.objectives],
     }
     return out, summary

@@ -1,4 +1,4 @@
-"""Acquisition functions for active learning, on the multi-objective score of `mi.ranking.score`.
+"""Acquisition functions for active learning, on the multi-objective score of `mi.ranking.stats`.
 
 Ranking knows columns, not how they were computed: a row's objective columns hold the surrogate's mean for
 unlabelled candidates and the label for labelled ones, and ``<column>_std`` holds the surrogate's std
@@ -23,16 +23,9 @@ import pandas as pd
 
 from mi.config import Constraint, Objective
 from mi.ranking.constraints import apply_constraints, numeric_column
-from mi.ranking.score import ucb_score, weighted_score
+from mi.ranking.stats import ObjectiveStats, normal_cdf, ucb_score, weighted_score
 
 ACQUISITIONS = ("greedy", "ucb", "ei", "random")
-
-_SQRT2 = math.sqrt(2.0)
-_erf = np.frompyfunc(math.erf, 1, 1)
-
-
-def _cdf(z: np.ndarray) -> np.ndarray:
-    return (0.5 * (1.0 + _erf(np.asarray(z, dtype=float) / _SQRT2))).astype(float)
 
 
 def _pdf(z: np.ndarray) -> np.ndarray:
@@ -51,31 +44,11 @@ def ucb(table: pd.DataFrame, objectives: Sequence[Objective], kappa: float) -> n
     return ucb_score(table, objectives, kappa)
 
 
-def _normaliser(stats: np.ndarray, direction: str, method: str):
-    """The map of `mi.ranking.score.normalise` with its statistics fixed from `stats`, unclipped, so that it
-    can be evaluated at shifted values (mean + std) on the same scale."""
-    v = stats[np.isfinite(stats)]
-    sign = 1.0 if direction == "max" else -1.0
-    if len(v) < 2 or v.max() == v.min():
-        return lambda x: np.full(len(x), 0.5)
-    if method == "minmax":
-        lo, hi = v.min(), v.max()
-        return lambda x: 0.5 + sign * ((x - lo) / (hi - lo) - 0.5)
-    if method == "zscore":
-        mean, std = v.mean(), v.std()
-        return lambda x: _cdf(sign * (x - mean) / std)
-    if method == "rank":
-        # The percentile of a value among the statistics, piecewise linear between them (flat outside).
-        sorted_v = np.sort(v)
-        percentiles = np.linspace(0.0, 1.0, len(sorted_v))
-        return lambda x: 0.5 + sign * (np.interp(x, sorted_v, percentiles) - 0.5)
-    raise ValueError(f"unknown normalisation {method!r}")
-
-
 def score_std(table: pd.DataFrame, objectives: Sequence[Objective]) -> np.ndarray:
     """Std of the weighted score by the delta method: for each objective with a ``<column>_std``, its
     weight times the change of its normalised value between mean and mean + std, added in quadrature.
-    Rows without a std (labels, exact properties) contribute 0."""
+    The normalisation is the score's own (`ObjectiveStats` of the means, continued between the values by
+    `ObjectiveStats.extended`). Rows without a std (labels, exact properties) contribute 0."""
     weights = np.array([o.weight for o in objectives], dtype=float)
     total = weights.sum()
     var = np.zeros(len(table), dtype=float)
@@ -88,10 +61,10 @@ def score_std(table: pd.DataFrame, objectives: Sequence[Objective]) -> np.ndarra
         key = f"ranking.objectives[{i}].column"
         mean = numeric_column(table, objective.column, key)
         std = np.nan_to_num(numeric_column(table, std_column, key), nan=0.0)
-        f = _normaliser(mean, objective.direction, objective.normalise)
+        stats = ObjectiveStats.of(mean, objective.normalise)
         ok = np.isfinite(mean)
         delta = np.zeros(len(table))
-        delta[ok] = f(mean[ok] + std[ok]) - f(mean[ok])
+        delta[ok] = stats.extended(mean[ok] + std[ok], objective.direction) - stats.extended(mean[ok], objective.direction)
         var += (w * delta) ** 2
     return np.sqrt(var)
 
@@ -105,7 +78,7 @@ def expected_improvement(mean: np.ndarray, std: np.ndarray, best: float, xi: flo
     ok = std > 0
     if ok.any():
         z = gain[ok] / std[ok]
-        out[ok] = gain[ok] * _cdf(z) + std[ok] * _pdf(z)
+        out[ok] = gain[ok] * normal_cdf(z) + std[ok] * _pdf(z)
     return np.where(np.isnan(mean), 0.0, np.maximum(out, 0.0))
 
 

@@ -7,7 +7,6 @@ with ``required: false`` on a column the table lacks is skipped (the summary say
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -45,13 +44,11 @@ def describe(constraint: Constraint) -> str:
     return text + (" (missing kept)" if constraint.keep_missing else "")
 
 
-_SQRT2 = math.sqrt(2.0)
-_erf = np.frompyfunc(math.erf, 1, 1)
-
-
 def _normal_cdf(z: np.ndarray) -> np.ndarray:
-    """Phi(z); +-inf give 1 and 0, NaN stays NaN."""
-    return (0.5 * (1.0 + _erf(np.asarray(z, dtype=float) / _SQRT2))).astype(float)
+    """Phi(z); +-inf give 1 and 0, NaN stays NaN (scipy's ndtr, as `mi.ranking.stats.normal_cdf`)."""
+    from scipy.special import ndtr
+
+    return ndtr(np.asarray(z, dtype=float))
 
 
 def probability_within(mean: np.ndarray, std: np.ndarray, lo: float | None, hi: float | None) -> np.ndarray:

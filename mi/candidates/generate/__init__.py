@@ -102,7 +102,7 @@ def run(run_cfg: GenerateRunConfig, out_dir: Path | None = None, *, progress: bo
 
     from mi.candidates.generate.shards import ShardWriter
     from mi.candidates.generate.substitution import FamilyStats
-    from mi.export.atomic import atomic_write_bytes
+    from mi.files import atomic_write_bytes
 
     out = Path(out_dir) if out_dir is not None else run_cfg.resolve(run_cfg.output.dir)
     shard_dir = out / "shards"

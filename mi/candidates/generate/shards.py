@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from pathlib import Path
 
 from pymatgen.core import Composition, Structure
+
+from mi.files import atomic_file
 
 DECIMALS = 8
 
@@ -72,25 +73,22 @@ class ShardWriter:
         self.paths: list[Path] = []
         self.bytes = 0
         self._handle: io.TextIOBase | None = None
-        self._tmp: Path | None = None
+        self._file = None  # the `atomic_file` of the shard being written
         self._count = 0
 
     def _open(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / f"{self.prefix}-{len(self.paths):05d}.{self.fmt}"
-        self._tmp = path.with_name(f".{path.name}.tmp")
-        self._handle = open(self._tmp, "w", encoding="utf-8", newline="\n")
+        self._file = atomic_file(path, "w", encoding="utf-8", newline="\n")
+        self._handle = self._file.__enter__()
         self.paths.append(path)
         self._count = 0
 
     def _close_shard(self) -> None:
         if self._handle is None:
             return
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
-        self._handle.close()
-        self.bytes += self._tmp.stat().st_size
-        os.replace(self._tmp, self.paths[-1])
+        self._file.__exit__(None, None, None)
+        self.bytes += self.paths[-1].stat().st_size
         self._handle = None
 
     def write(self, cid: str, item: Structure | Composition, meta: dict | None = None) -> None:
@@ -112,8 +110,8 @@ class ShardWriter:
     def abort(self) -> None:
         """Drop the shard being written (on an error); completed shards stay."""
         if self._handle is not None:
-            self._handle.close()
-            self._tmp.unlink(missing_ok=True)
+            aborted = RuntimeError("shard aborted")
+            self._file.__exit__(RuntimeError, aborted, None)  # removes the temporary file
             self.paths.pop()
             self._handle = None
 
