@@ -259,11 +259,15 @@ def run_loop(
     `labeller` and `pool` (candidates and their features) replace the configured ones, so that a benchmark
     can share one featurized pool between runs.
     """
+    from mi.candidates.generate.prototypes import check_jobs
+    from mi.features.sets import check_names
     from mi.files import atomic_write_text
     from mi.models.checkpoint import save_checkpoint
     from mi.models.train import train
     from mi.ranking.acquisition import acquisition_values, feasible, select_batch
 
+    check_names(cfg)  # names only the stages know, before the loop folder is touched
+    check_jobs(cfg)
     out_dir = Path(out) if out is not None else cfg.resolve(cfg.out_dir) / cfg.name
     log_path = out_dir / LOG_FILE
     if resume and not log_path.is_file():

@@ -113,6 +113,25 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _checked(cfg):
+    """`cfg` once the names only the stages know are checked: feature sets, prototypes and their sites,
+    calculator groups."""
+    from mi.config import PropertiesConfig, PrototypeJob, sections
+    from mi.features.sets import check_names
+
+    check_names(cfg)
+    kinds = {type(section) for _path, section in sections(cfg)}
+    if PrototypeJob in kinds:  # the library loads pymatgen
+        from mi.candidates.generate.prototypes import check_jobs
+
+        check_jobs(cfg)
+    if PropertiesConfig in kinds:  # so do the calculators
+        from mi.properties.groups import check_names as check_calculators
+
+        check_calculators(cfg)
+    return cfg
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
     from mi.config import load_config, load_generate_config, load_train_config
 
@@ -124,30 +143,30 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     except yaml.YAMLError:
         raw = None
     if isinstance(raw, dict) and "generate" in raw and "candidates" not in raw:
-        gen = load_generate_config(args.config, args.overrides)
+        gen = _checked(load_generate_config(args.config, args.overrides))
         print(f"{args.config}: valid generate config {gen.name!r}: {len(gen.generate.prototypes)} prototype job(s), "
               f"{len(gen.generate.compositions)} composition space(s)")
         return EXIT_OK
     if isinstance(raw, dict) and "pool" in raw and "labeller" in raw:
         from mi.config import load_loop_config
 
-        loop = load_loop_config(args.config, args.overrides)
+        loop = _checked(load_loop_config(args.config, args.overrides))
         print(f"{args.config}: valid loop config {loop.name!r}: {loop.acquisition.kind}, {loop.rounds} round(s) "
               f"of {loop.batch_size}, labeller {loop.labeller.kind}")
         return EXIT_OK
     if isinstance(raw, dict) and "candidates" in raw and "ranking" not in raw and {"oracle", "labels"} & set(raw):
         from mi.config import load_label_config
 
-        label = load_label_config(args.config, args.overrides)
+        label = _checked(load_label_config(args.config, args.overrides))
         print(f"{args.config}: valid label config {label.name!r}: oracle {label.oracle.name} {label.oracle.model}")
         return EXIT_OK
     if isinstance(raw, dict) and "checkpoint" in raw and "candidates" not in raw:
-        cfg = load_train_config(args.config, args.overrides)
+        cfg = _checked(load_train_config(args.config, args.overrides))
         print(f"{args.config}: valid training config {cfg.name!r}")
         return EXIT_OK
-    cfg = load_config(args.config, args.overrides)
+    cfg = _checked(load_config(args.config, args.overrides))
     if isinstance(cfg.candidates.generate, str):  # a generator named by path is checked too
-        load_generate_config(cfg.resolve(cfg.candidates.generate))
+        _checked(load_generate_config(cfg.resolve(cfg.candidates.generate)))
     from mi.models.screen_models import check_models, model_refs
 
     refs = check_models(model_refs(cfg))  # checkpoints readable, columns known, no column predicted twice

@@ -11,7 +11,8 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from collections.abc import Iterator
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import (
@@ -43,10 +44,40 @@ class _FileConfig(_Frozen):
     """A config read from a file: relative paths inside it are relative to that file's folder."""
 
     base_dir: str = Field(".", exclude=True)
+    source: str = Field("", exclude=True, description="the file it was read from (for errors); set by the loader")
 
     def resolve(self, path: str) -> Path:
         """A path from the config, resolved against the config file's folder."""
         return _resolve(self.base_dir, path)
+
+
+def sections(cfg: BaseModel, prefix: str = "") -> Iterator[tuple[str, BaseModel]]:
+    """Every section of `cfg` (itself first) with its key path, e.g. ``models[0].train.model``.
+
+    Names only a stage knows (feature sets, prototypes and their sites, calculator groups) are checked by that
+    stage, which walks the config with this: config is the ground layer and imports no stage (test_layers.py).
+    """
+    yield prefix, cfg
+    for name in type(cfg).model_fields:
+        yield from _sections_in(getattr(cfg, name), f"{prefix}.{name}" if prefix else name)
+
+
+def _sections_in(value: Any, path: str) -> Iterator[tuple[str, BaseModel]]:
+    if isinstance(value, BaseModel):
+        yield from sections(value, path)
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            yield from _sections_in(item, f"{path}[{i}]")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _sections_in(item, f"{path}.{key}")
+
+
+def invalid_config(cfg: BaseModel, problems: list[tuple[str, str]]) -> ConfigError:
+    """The loader's error for (key path, problem) pairs a stage found in `cfg`: one line each, with the file."""
+    source = getattr(cfg, "source", "")
+    lines = [f"{source}: {path}: {problem}" if source else f"{path}: {problem}" for path, problem in problems]
+    return ConfigError("invalid config\n  " + "\n  ".join(lines))
 
 
 # --- candidate generation (`mi generate`, `candidates.generate`) -------------------------------------
@@ -108,24 +139,8 @@ class PrototypeJob(_Frozen):
     substitution_probability: SubstitutionProbabilityConfig | None = None
     mix: list[MixConfig] = Field(default_factory=list)
 
-    @model_validator(mode="after")
-    def _known_prototype_and_sites(self) -> PrototypeJob:
-        from mi.candidates.generate.prototypes import BY_ID
-
-        proto = BY_ID.get(self.prototype)
-        if proto is None:
-            raise ValueError(f"prototype: unknown prototype {self.prototype!r}; known: {', '.join(BY_ID)}")
-        keys = {s.label for s in proto.sites} | {s.species for s in proto.sites}
-        where = [("sites", k) for k in self.sites] + [(f"mix[{i}].site", m.site) for i, m in enumerate(self.mix)]
-        if self.substitution_probability and self.substitution_probability.sites:
-            where += [("substitution_probability.sites", k) for k in self.substitution_probability.sites]
-        for field_name, key in where:
-            if key not in keys:
-                raise ValueError(
-                    f"{field_name}: {key!r} is not a site of {self.prototype} "
-                    f"(labels: {', '.join(s.label for s in proto.sites)})"
-                )
-        return self
+    # the prototype and its site labels are checked where generation runs
+    # (`mi.candidates.generate.prototypes.check_jobs`: `mi validate`, `mi generate`, a screen's start)
 
 
 class CompositionSpace(_Frozen):
@@ -233,14 +248,8 @@ class CandidatesConfig(_Frozen):
 # --- features ---------------------------------------------------------------------------------------
 
 
-def known_feature_sets(names: list[str]) -> list[str]:
-    """`names` if every one is a feature set of `mi.features` (checked when a config loads, not at a run's end)."""
-    from mi.features.sets import FEATURE_SETS  # imported late: mi.features imports from mi.config's neighbours
-
-    unknown = [name for name in names if name not in FEATURE_SETS]
-    if unknown:
-        raise ValueError(f"unknown feature set(s) {', '.join(map(repr, unknown))} (known: {', '.join(sorted(FEATURE_SETS))})")
-    return names
+# Fields that name feature sets are listed in a section's `feature_set_fields`; `mi.features.sets.check_names`
+# checks them (`mi validate`, and a screen, training or loop before it starts), not the loader.
 
 
 class FeaturesConfig(_Frozen):
@@ -264,7 +273,7 @@ class FeaturesConfig(_Frozen):
         "or ~/.cache/mi/features, resolved when the run starts; null = no cache",
     )
 
-    _known_sets = field_validator("sets")(classmethod(lambda cls, value: known_feature_sets(value)))
+    feature_set_fields: ClassVar[tuple[str, ...]] = ("sets",)
 
     @field_validator("workers")
     @classmethod
@@ -333,7 +342,7 @@ class MLPModelConfig(_Frozen):
     feature_sets: list[str] = Field(default_factory=lambda: ["composition"], min_length=1)
     hidden: list[int] = Field(default_factory=lambda: [256, 128])
 
-    _known_sets = field_validator("feature_sets")(classmethod(lambda cls, value: known_feature_sets(value)))
+    feature_set_fields: ClassVar[tuple[str, ...]] = ("feature_sets",)
     dropout: float = Field(0.05, ge=0, lt=1)
     ensemble_size: int = Field(5, ge=1)
 
@@ -354,7 +363,7 @@ class ElementAttentionConfig(_Frozen):
         default_factory=list, description="feature sets (e.g. [composition]) fed to the head too; [] = elements only"
     )
 
-    _known_sets = field_validator("descriptor_sets")(classmethod(lambda cls, value: known_feature_sets(value)))
+    feature_set_fields: ClassVar[tuple[str, ...]] = ("descriptor_sets",)
 
     @model_validator(mode="after")
     def _heads_divide(self) -> ElementAttentionConfig:
@@ -492,11 +501,10 @@ class DemandConfig(_Frozen):
     share: float = Field(1.0, gt=0, le=1, description="share of that market the chemistry would supply")
 
 
-# Calculator groups (mi.properties.CALCULATORS and DERIVED); 'energy', 'demand' and 'stability_window' use
-# table columns (voltage, specific energy, formation enthalpy), so they run after the surrogate.
-CalculatorName = Literal[
-    "density", "capacity", "cost", "supply", "co2", "circularity", "energy", "demand", "stability_window"
-]
+# Calculator groups (mi.properties.CALCULATORS and DERIVED, and a module each in mi.properties.groups): the
+# properties stage checks the names (mi.properties.groups.check_names). 'energy', 'demand' and
+# 'stability_window' use table columns (voltage, specific energy, formation enthalpy): they run after the surrogate.
+CalculatorName = str
 
 
 class PropertiesConfig(_Frozen):
@@ -974,8 +982,9 @@ def _read_yaml(path: Path) -> dict:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level, got {type(data).__name__}")
-    if "base_dir" in data:
-        raise ConfigError(f"{path}: base_dir: unknown key")
+    for key in ("base_dir", "source"):  # set by the loader
+        if key in data:
+            raise ConfigError(f"{path}: {key}: unknown key")
     return data
 
 
@@ -986,7 +995,7 @@ def _load(model: type[_Frozen], path: str | Path, overrides: list[str] | tuple[s
         parts, value = parse_override(text)
         _apply_override(data, parts, value, text)
     try:
-        return model.model_validate({**data, "base_dir": str(path.resolve().parent)})
+        return model.model_validate({**data, "base_dir": str(path.resolve().parent), "source": str(path)})
     except ValidationError as exc:
         lines = [f"{path}: {_key_path(e['loc'])}: {_describe(e)}" for e in exc.errors()]
         raise ConfigError("invalid config\n  " + "\n  ".join(lines)) from None

@@ -173,9 +173,15 @@ class _Tally:
 def _start_run(cfg: ScreenConfig, *, out, strict: bool, progress: bool, resume: bool, overwrite: bool) -> _Run:
     """Plan: the run folder (refused if it holds another run), a manifest that marks it as an mi run from the
     start (so a crashed run can be resumed or overwritten), the config as run and the shard plan."""
+    from mi.candidates.generate.prototypes import check_jobs
     from mi.execution.shards import start_shards
     from mi.export.rundir import open_run_dir, write_config, write_manifest
+    from mi.features.sets import check_names
+    from mi.properties.groups import check_names as check_calculators
 
+    check_names(cfg)  # names only the stages know (config cannot), before the run folder is touched
+    check_jobs(cfg)
+    check_calculators(cfg)
     started = _now()
     t0 = time.perf_counter()
     if resume and out is None:

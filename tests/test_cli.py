@@ -102,6 +102,27 @@ def test_validate_misspelt_key_exits_non_zero_with_key_path(tmp_path, capsys):
     assert main(["validate", str(DEMO)]) == 0
 
 
+def test_unknown_feature_set_is_refused_by_validate_and_screen_with_file_and_key_path(tmp_path, capsys):
+    # config does not know the stages' names (it is the ground layer): the stage checks them
+    data = yaml.safe_load(DEMO.read_text())
+    data["features"] = {"sets": ["composition", "composition_v9"]}
+    data["candidates"]["sources"] = [str((DEMO.parent / s).resolve()) for s in data["candidates"]["sources"]]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(data))
+    assert main(["validate", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}: features.sets[1]: unknown feature set 'composition_v9'" in err
+    assert main(["screen", str(bad), "--out", str(tmp_path / "run"), "--no-progress"]) == 2
+    assert "features.sets[1]: unknown feature set" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()  # refused before the run folder is made
+    recipe = {"name": "r", "checkpoint": "m.pt", "train": {"dataset": {"kind": "table", "path": "t.csv",
+              "targets": {"y": "y"}}, "model": {"kind": "mlp", "feature_sets": ["nope"]}}}
+    train_cfg = tmp_path / "train.yaml"
+    train_cfg.write_text(yaml.safe_dump(recipe))
+    assert main(["validate", str(train_cfg)]) == 2
+    assert f"{train_cfg}: train.model.feature_sets[0]: unknown feature set 'nope'" in capsys.readouterr().err
+
+
 def test_info_prints_the_builtin_card(capsys):
     assert main(["info", "builtin:formation_enthalpy", "--json"]) == 0
     card = json.loads(capsys.readouterr().out)

@@ -53,10 +53,21 @@ def test_wrong_enum_names_key_path(tmp_path):
         load_config(write(tmp_path, data))
 
 
-def test_unknown_feature_set_names_key_path_and_the_known_sets(tmp_path):
-    data = {**MINIMAL, "features": {"sets": ["composition", "magpie"]}}
-    with pytest.raises(ConfigError, match=r"features\.sets.*'magpie'.*known: composition, element_fraction"):
-        load_config(write(tmp_path, data))
+def test_unknown_feature_set_names_file_key_path_and_the_known_sets(tmp_path):
+    # config (the ground layer) does not know the feature sets: the features stage checks the names, as
+    # `mi validate` and a screen, training or loop do before they start (tests/test_cli.py)
+    from mi.features.sets import check_names
+
+    data = {**MINIMAL, "features": {"sets": ["composition", "magpie"]},
+            "models": [{"train": {"dataset": {"kind": "table", "path": "t.csv", "targets": {"y": "y"}},
+                                               "model": {"kind": "element_attention", "descriptor_sets": ["nope"]}}}]}
+    path = write(tmp_path, data)
+    cfg = load_config(path)
+    with pytest.raises(ConfigError, match=r"features\.sets\[1\]: unknown feature set 'magpie'.*known: composition, element_fraction") as err:
+        check_names(cfg)
+    assert str(path) in str(err.value)
+    assert "models[0].train.model.descriptor_sets[0]: unknown feature set 'nope'" in str(err.value)
+    check_names(load_config(write(tmp_path, MINIMAL)))  # the defaults are known sets
 
 
 def test_overrides_apply_and_are_validated(tmp_path):
@@ -109,7 +120,8 @@ def test_every_shipped_config_is_valid(path):
     if "candidates" in raw and "ranking" not in raw:  # a `mi label` config
         from mi.config import load_label_config
 
-        assert load_label_config(path).candidates.generate or load_label_config(path).candidates.sources
+        cfg = load_label_config(path)
+        assert cfg.candidates.generate or cfg.candidates.sources
     elif "candidates" in raw:
         cfg = load_config(path)
         assert isinstance(cfg, ScreenConfig)
@@ -118,11 +130,21 @@ def test_every_shipped_config_is_valid(path):
     elif "generate" in raw:
         from mi.config import load_generate_config
 
-        assert load_generate_config(path).name
+        cfg = load_generate_config(path)
+        assert cfg.name
     elif "pool" in raw:
         from mi.config import load_loop_config
 
-        assert load_loop_config(path).name
+        cfg = load_loop_config(path)
+        assert cfg.name
     else:
         cfg = load_train_config(path)
         assert cfg.name
+    # the names only the stages know (`mi validate` checks them too)
+    from mi.candidates.generate.prototypes import check_jobs
+    from mi.features.sets import check_names
+    from mi.properties.groups import check_names as check_calculators
+
+    check_names(cfg)
+    check_jobs(cfg)
+    check_calculators(cfg)

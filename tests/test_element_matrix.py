@@ -114,3 +114,38 @@ def test_density_in_plain_arithmetic_is_pymatgens(licoo2, li2s):
                          content_hash="s")
         assert density_g_cm3(cand) == float(structure.density)
         assert density_g_cm3(cand) == float(structure.density)  # asked again: the same value
+
+
+def _crma_row_wise(formulas, table, cfg):
+    from mi.properties import supply
+
+    s = cfg.supply
+    return [
+        "; ".join(map(str, supply.crma_findings(Composition(f), table, s.crma_top_country_pct, s.min_mass_fraction)))
+        for f in formulas
+    ]
+
+
+@pytest.mark.parametrize("top_pct, min_fraction", [(65, 0.01), (40, 0.0), (75, 0.2)])
+def test_crma_words_on_the_matrix_are_the_row_wise_words(top_pct, min_fraction, tmp_path):
+    from mi.properties.derived import crma_concentration
+
+    formulas = [f for f in ODD if isinstance(f, str)] + ["LiNi0.8Co0.15Al0.05O2", "Li2S", "LiCoO2"]  # repeats too
+    if MP_FORMULAS.is_file():
+        with open(MP_FORMULAS, newline="") as handle:
+            formulas += random.Random(5).sample([row["formula"] for row in csv.DictReader(handle)], 1500)
+    cfg = PropertiesConfig(supply={"crma_top_country_pct": top_pct, "min_mass_fraction": min_fraction})
+    path = tmp_path / "facts.csv"  # a user table: a country missing, a share missing
+    path.write_text(
+        "element,price_usd_per_kg,top_mine_share_pct,top_mine_country,china_refining_share_pct\n"
+        "Li,10,70,,\nCo,30,72,Congo,80\nNi,15,50,Indonesia,66\nFe,0.1,30,Australia,60\n",
+        encoding="utf-8",
+    )
+    for table in (load_element_facts(), load_element_facts(path)):
+        frame = pd.DataFrame({"formula": formulas}, index=[f"c{k}" for k in range(len(formulas))])
+        words, notes = crma_concentration(frame, cfg, table)
+        expected = _crma_row_wise(formulas, table, cfg)
+        assert words["crma_concentration"].tolist() == expected
+        assert any(expected) and not all(expected)  # findings and rows without them
+    empty, _ = crma_concentration(pd.DataFrame({"formula": []}), cfg, load_element_facts())
+    assert empty["crma_concentration"].tolist() == []

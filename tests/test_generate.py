@@ -400,8 +400,8 @@ def test_composition_enumeration_is_neutral_and_ordered_by_electronegativity():
     [
         ({"prototypes": [{"prototype": "olivine_LiFePO4", "sites": {"M": ["Fe", "Xx"]}}]}, "generate.prototypes[0].sites.M[1]"),
         ({"prototypes": [{"prototype": "olivine_LiFePO4", "sitez": {}}]}, "generate.prototypes[0].sitez: unknown key"),
-        ({"prototypes": [{"prototype": "perovskite_nope"}]}, "generate.prototypes[0]: Value error, prototype: unknown"),
-        ({"prototypes": [{"prototype": "olivine_LiFePO4", "sites": {"Q": ["Fe"]}}]}, "sites: 'Q' is not a site"),
+        ({"prototypes": [{"prototype": "perovskite_nope"}]}, "generate.prototypes[0].prototype: unknown prototype"),
+        ({"prototypes": [{"prototype": "olivine_LiFePO4", "sites": {"Q": ["Fe"]}}]}, "generate.prototypes[0].sites: 'Q' is not a site"),
         ({"prototypes": [{"prototype": "olivine_LiFePO4", "mix": [{"site": "M", "species": ["Fe", "Mn"], "fractions": [[0.7, 0.7]]}]}]}, "generate.prototypes[0].mix[0]"),
         ({"compositions": [{"name": "x", "elements": ["Li", "O"], "max_elements": 9}]}, "generate.compositions[0].max_elements"),
         ({}, "give at least one entry"),

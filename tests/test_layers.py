@@ -25,12 +25,10 @@ LAYERS = [
     ["mi.pipeline", "mi.refine", "mi.active"],  # mi screen (and its refine step), mi loop
     ["mi.cli"],
 ]
-# Config validation looks names up in two catalogues when a config loads, so that an unknown name is refused
-# with its key path; these imports run up the layers and are the known exceptions (kept lazy).
-UPWARD_LOOKUPS = {
-    ("mi.config", "mi.features.sets"),
-    ("mi.config", "mi.candidates.generate.prototypes"),
-}
+# Imports that run up the layers and are allowed anyway: none. (Config once looked feature-set and prototype
+# names up when a config loaded; the stages that know them check them now, mi.features.sets.check_names and
+# mi.candidates.generate.prototypes.check_jobs.)
+UPWARD_LOOKUPS: set[tuple[str, str]] = set()
 
 
 def _modules() -> dict[str, Path]:

@@ -156,6 +156,25 @@ def get_feature_set(name: str) -> FeatureSet:
     return FEATURE_SETS[name]
 
 
+def check_names(cfg) -> None:
+    """Refuse a config (any kind) that names an unknown feature set, with the file and key path of each.
+
+    Called by `mi validate` and before a screen, training or loop starts (config, the ground layer, cannot
+    know the sets); the fields that name sets are each section's ``feature_set_fields``."""
+    from mi.config import invalid_config, sections
+
+    known = ", ".join(sorted(FEATURE_SETS))
+    problems = [
+        (f"{path}.{field}[{i}]" if path else f"{field}[{i}]", f"unknown feature set {name!r} (known: {known})")
+        for path, section in sections(cfg)
+        for field in getattr(section, "feature_set_fields", ())
+        for i, name in enumerate(getattr(section, field))
+        if name not in FEATURE_SETS
+    ]
+    if problems:
+        raise invalid_config(cfg, problems)
+
+
 def feature_columns(sets: Sequence[str]) -> list[str]:
     """The column names `featurize` produces for these sets, in order."""
     return [column for name in dict.fromkeys(sets) for column in get_feature_set(name).columns()]

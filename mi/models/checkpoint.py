@@ -42,15 +42,17 @@ from contextlib import ExitStack
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 import mi
 from mi.errors import CheckpointError
 from mi.files import atomic_file, sha256_file
-from mi.features import FEATURE_SETS
-from mi.models.surrogate import Surrogate, SurrogateSpec
+from mi.models.torchzip import StoredTensor, load_without_torch
+
+if TYPE_CHECKING:  # torch and the models load when a checkpoint is written or loaded, not for a card
+    import torch
+
+    from mi.models.surrogate import Surrogate
 
 FORMAT = "mi.surrogate"
 FORMAT_VERSION = 2
@@ -68,6 +70,8 @@ def _package_version(name: str) -> str:
 
 
 def _versions() -> dict[str, str]:
+    import torch
+
     return {
         "mi": str(mi.__version__),
         "torch": str(torch.__version__),  # a TorchVersion, which weights_only loading refuses
@@ -76,7 +80,11 @@ def _versions() -> dict[str, str]:
     }
 
 
-def _tensor_bytes(tensor: torch.Tensor) -> bytes:
+def _tensor_bytes(tensor: torch.Tensor | StoredTensor) -> bytes:
+    if isinstance(tensor, StoredTensor):  # read without torch (cards): already C-ordered
+        return tensor.array.tobytes()
+    import torch
+
     flat = tensor.detach().cpu().contiguous().reshape(-1)
     return flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b""
 
@@ -126,6 +134,8 @@ def checkpoint_payload(surrogate: Surrogate) -> dict[str, Any]:
 
 def _check_plain(value: Any, where: str = "checkpoint") -> None:
     """Refuse anything `torch.load(weights_only=True)` would refuse, naming where it is."""
+    import torch
+
     if type(value) is dict:
         for key, item in value.items():
             if type(key) is not str:
@@ -147,6 +157,8 @@ def save_checkpoint(surrogate: Surrogate, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = checkpoint_payload(surrogate)
     _check_plain(payload)
+    import torch
+
     with atomic_file(path) as out:
         torch.save(payload, out)
     return path
@@ -190,9 +202,12 @@ def _load_error(label: str, exc: BaseException) -> CheckpointError:
 
 
 def _read(
-    path_or_name: str | Path, expected_sha256: str | None = None
+    path_or_name: str | Path, expected_sha256: str | None = None, with_torch: bool = True
 ) -> tuple[str, Path, dict[str, Any], str, int]:
-    """Load and validate the raw payload; returns (label, path, payload, sha256, size in bytes)."""
+    """Load and validate the raw payload; returns (label, path, payload, sha256, size in bytes).
+
+    `with_torch=False` reads it without importing torch (tensors as numpy-backed `StoredTensor`s; the same
+    checks, payload hash included): for cards and config validation, never for building a model."""
     label, stack, path = _resolve(path_or_name)
     with stack:
         digest, size = sha256_file(path), path.stat().st_size
@@ -202,7 +217,12 @@ def _read(
                 "replaced or modified since it was recorded"
             )
         try:
-            payload = torch.load(path, weights_only=True, map_location="cpu")
+            if with_torch:
+                import torch
+
+                payload = torch.load(path, weights_only=True, map_location="cpu")
+            else:
+                payload = load_without_torch(path)
         except Exception as exc:  # noqa: BLE001 - truncated zip, foreign pickle, unsafe global, ...
             raise _load_error(label, exc) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
@@ -248,6 +268,8 @@ def _verify_payload(label: str, payload: dict[str, Any], file_digest: str) -> No
 
 
 def _check_feature_sets(label: str, payload: dict[str, Any]) -> None:
+    from mi.features import FEATURE_SETS
+
     for entry in payload["feature_sets"]:
         name, wanted = entry["name"], entry["version"]
         current = FEATURE_SETS.get(name)
@@ -268,6 +290,7 @@ def load_checkpoint(path_or_name: str | Path, expected_sha256: str | None = None
     label, _path, payload, _digest, _size = _read(path_or_name, expected_sha256)
     _check_feature_sets(label, payload)
     from mi.models.nets import model_kinds
+    from mi.models.surrogate import Surrogate, SurrogateSpec
 
     kinds = model_kinds()
     kind = payload["model_kind"]
@@ -305,9 +328,17 @@ def load_checkpoint(path_or_name: str | Path, expected_sha256: str | None = None
     return Surrogate(module, spec, domain)
 
 
+def checkpoint_targets(path_or_name: str | Path, expected_sha256: str | None = None) -> tuple[list[str], str]:
+    """(target names, file sha256) of a checkpoint, read and verified without torch or the domain: what
+    ``mi validate`` needs, fast."""
+    _label, _path, payload, digest, _size = _read(path_or_name, expected_sha256, with_torch=False)
+    return [t["name"] for t in payload["targets"]], digest
+
+
 def checkpoint_card(path_or_name: str | Path, expected_sha256: str | None = None) -> dict[str, Any]:
-    """Everything about a checkpoint except its weights: for ``mi info`` and run records."""
-    label, path, payload, digest, size = _read(path_or_name, expected_sha256)
+    """Everything about a checkpoint except its weights: for ``mi info`` and run records (read without
+    torch; the same checks as loading, payload hash included)."""
+    label, path, payload, digest, size = _read(path_or_name, expected_sha256, with_torch=False)
     state = payload["state_dict"]
     target_stats = {}
     for j, target in enumerate(payload["targets"]):

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import io
 import json
 import math
 import os
@@ -33,7 +32,8 @@ import pandas as pd
 from pymatgen.core import Composition, Structure
 
 from mi.candidates.base import Candidate, Failure, composition_hash, structure_hash
-from mi.candidates.readers import text_of, too_many_sites
+from mi.candidates.formats import table_reader_for, table_suffixes
+from mi.candidates.textio import too_many_sites
 from mi.config import CandidatesConfig, DatasetConfig
 from mi.errors import ConfigError, InputError
 
@@ -188,9 +188,8 @@ def load_exp_formation_enthalpy() -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["formula", EXP_FORMATION_ENTHALPY])
 
 
-# --- one reader for tables: CSV, JSON, extended XYZ, ASE databases ----------------------------------
+# --- tables: CSV, JSON, extended XYZ, ASE databases, through the screens' readers (mi.candidates.formats) ---
 
-TABLE_SUFFIXES = {".csv": "csv", ".json": "json", ".xyz": "extxyz", ".extxyz": "extxyz", ".db": "ase_db"}
 # the screens' limit (candidates.max_atoms): a training structure larger than any screen reads is refused
 MAX_ATOMS = CandidatesConfig.model_fields["max_atoms"].default
 
@@ -209,47 +208,6 @@ def _ase_structure(atoms) -> Structure:
     if not all(atoms.pbc) or abs(atoms.cell.volume) < 1e-8:
         raise ValueError("not a periodic crystal (no cell or pbc off)")
     return AseAtomsAdaptor.get_structure(atoms)
-
-
-def _records_from_file(path: Path, kind: str) -> tuple[list[tuple[str, dict[str, Any], Any]], dict[str, str]]:
-    """(row id, columns, structure-or-None) per record, and units the file declares (JSON only)."""
-    if kind == "csv":
-        # "NaN" is sodium nitride, not a missing value: only these spellings mean missing.
-        # text through the screens' reader layer: byte-order marks honoured, Latin-1 and binary data refused
-        table = pd.read_csv(io.StringIO(text_of(path)), keep_default_na=False,
-                            na_values=["", "nan", "NA", "N/A", "null", "None"])
-        ids = table["id"].astype(str) if "id" in table.columns else pd.Series([str(i) for i in range(len(table))])
-        return [(ids[i], row, None) for i, row in enumerate(table.to_dict("records"))], {}
-    if kind == "json":
-        data = json.loads(text_of(path))
-        units = {}
-        if isinstance(data, dict):
-            units = dict(data.get("units", {}))
-            data = data.get("data", data.get("records"))
-        if not isinstance(data, list):
-            raise InputError(f"{path}: expected a list of records, or {{'data': [...], 'units': {{...}}}}")
-        return [(str(r.get("id", i)) if isinstance(r, dict) else str(i), r, None) for i, r in enumerate(data)], units
-    if kind == "extxyz":
-        from ase.io import read
-
-        frames = read(io.StringIO(text_of(path)), index=":", format="extxyz")
-        records = []
-        for i, atoms in enumerate(frames):
-            columns = dict(atoms.info)
-            if atoms.calc is not None:
-                columns.update({k: v for k, v in atoms.calc.results.items() if np.ndim(v) == 0})
-            records.append((str(columns.get("id", i)), columns, atoms))
-        return records, {}
-    if kind == "ase_db":
-        import ase.db
-
-        records = []
-        with ase.db.connect(str(path)) as db:
-            for row in db.select():
-                columns = {**row.key_value_pairs, **{k: row.get(k) for k in ("energy", "free_energy", "charge") if row.get(k) is not None}}
-                records.append((str(row.key_value_pairs.get("name", row.id)), columns, row.toatoms()))
-        return records, {}
-    raise InputError(f"{path}: unknown table kind {kind!r}")
 
 
 def read_table(
@@ -271,11 +229,11 @@ def read_table(
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"dataset.path: {path}: file not found")
-    kind = TABLE_SUFFIXES.get(path.suffix.lower())
-    if kind is None:
-        raise ConfigError(f"dataset.path: {path}: unknown table format (use {', '.join(TABLE_SUFFIXES)})")
-    records, file_units = _records_from_file(path, kind)
-    if kind in ("csv", "json") and records:
+    reader = table_reader_for(path)
+    if reader is None:
+        raise ConfigError(f"dataset.path: {path}: unknown table format (use {', '.join(table_suffixes())})")
+    records, file_units = reader.rows(path)
+    if records and records[0][2] is None:  # a table of columns (CSV, JSON), not of frames: check them first
         first = records[0][1]
         wanted = [*targets.values(), *([structure_column] if structure_column else [])]
         if not structure_column:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from mi.errors import ConfigError
+
+if TYPE_CHECKING:  # pandas loads with the models; `mi validate` needs neither
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -45,13 +47,12 @@ def check_models(refs: Sequence[ModelRef]) -> list[ModelRef]:
 
     Returns the refs with their file hashes and their columns made explicit.
     """
-    from mi.models.checkpoint import checkpoint_card
+    from mi.models.checkpoint import checkpoint_targets
 
     owner: dict[str, str] = {}
     checked = []
     for ref in refs:
-        card = checkpoint_card(ref.label)
-        targets = [t["name"] for t in card["targets"]]
+        targets, sha256 = checkpoint_targets(ref.label)  # without torch: validation stays fast
         columns = ref.columns if ref.columns is not None else tuple(targets)
         unknown = [c for c in columns if c not in targets]
         if unknown:
@@ -65,7 +66,7 @@ def check_models(refs: Sequence[ModelRef]) -> list[ModelRef]:
                     f"on a model entry"
                 )
             owner[column] = f"{ref.key}"
-        checked.append(ModelRef(ref.key, ref.label, ref.device, tuple(columns), card["sha256"]))
+        checked.append(ModelRef(ref.key, ref.label, ref.device, tuple(columns), sha256))
     return checked
 
 
@@ -102,6 +103,8 @@ class ScreenModels:
         """``<target>``, ``<target>_std`` (and ``<target>_in_domain`` where the model has a domain) of every
         contributed target, one row per row of `features` (per candidate without them: each model then
         computes the features it reads)."""
+        import pandas as pd
+
         if features is None:
             features = pd.DataFrame(index=pd.Index([c.id for c in candidates], name="id", dtype=object))
         frames = []

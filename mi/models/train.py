@@ -1,21 +1,22 @@
 """Train a surrogate: featurize, split, fit the normalisers, train the ensemble, calibrate, package.
 
-`train` reads top to bottom:
+`train` reads top to bottom, one named step each:
 
-1. the model's featurizer turns the dataset rows into inputs (descriptors, compositions or graphs); rows it
-   cannot describe, or without any target, are left out and counted;
-2. split off validation (and optionally test) rows: random, or whole groups of one reduced formula or one
-   chemical system, seeded;
-3. build the network and fit its normalisers (buffers in the module) on the training rows;
-4. one optimiser and one learning-rate schedule over all members; every step each active member sees its
-   own shuffled batch; the loss is masked, so a missing target does not count; mixed precision on CUDA;
-5. after every epoch: validation score per member (MAE in units of the target's std, averaged over
-   targets), the best weights of each member kept, a member stops after ``patience`` epochs without
-   improvement; a row of metrics.csv and an atomically written resume.pt (model, optimiser, schedule,
-   epoch, best scores, RNG states) in the run folder;
-6. restore each member's best weights, scale the predicted std so that 68.3 % of validation errors fall
-   within one std (``recalibrate``), and measure validation and test metrics;
-7. return the `Surrogate` (on the CPU) and its metrics.
+1. ``prepare_data``: the model's featurizer turns the dataset rows into inputs (descriptors, compositions or
+   graphs); rows it cannot describe, or without any target, are left out and counted;
+2. ``split_data``: validation (and optionally test) rows split off: random, or whole groups of one reduced
+   formula or one chemical system, seeded;
+3. ``build_model``: the network, its normalisers (buffers in the module) fitted on the training rows;
+4. ``start_optimisation`` (or ``resume_optimisation`` from resume.pt): one optimiser and one learning-rate
+   schedule over all members, mixed precision on CUDA;
+5. ``run_epochs``: every step each active member sees its own shuffled batch and the loss is masked, so a
+   missing target does not count (``train_epoch``); after every epoch the validation score per member (MAE
+   in units of the target's std, averaged over targets), the best weights of each member kept, a member
+   stopped after ``patience`` epochs without improvement (``validate_epoch``); a row of metrics.csv and an
+   atomically written resume.pt (model, optimiser, schedule, epoch, best scores, RNG states) in the run folder;
+6. ``best_and_calibrated``: each member's best weights restored, the predicted std scaled so that 68.3 % of
+   validation errors fall within one std (``recalibrate``); ``training_metrics``: validation and test metrics;
+7. ``package``: the `Surrogate` (on the CPU) with its card and its domain of applicability (``fit_domain``).
 """
 
 from __future__ import annotations
@@ -301,7 +302,283 @@ def _append_metrics(path: Path, header: list[str], row: dict[str, Any]) -> None:
         csv.DictWriter(handle, fieldnames=header).writerow(row)
 
 
-# --- the loop ---------------------------------------------------------------------------------------
+# --- the steps of `train` -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Split:
+    """Row positions of each side, and the seed that drew them."""
+
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    seed: int
+
+
+def split_data(cfg: TrainConfig, data: TrainingData) -> Split:
+    """Step 2: whole groups (one row, reduced formula or chemical system) to train, validation and test, seeded."""
+    seed = cfg.split.seed if cfg.split.seed is not None else cfg.seed
+    groups = group_keys(data.formulas, cfg.split.kind)
+    return Split(*split_rows(groups, cfg.split.val_fraction, cfg.split.test_fraction, seed), seed=seed)
+
+
+def build_model(cfg: TrainConfig, data: TrainingData, split: Split, device: torch.device) -> EnsembleNet:
+    """Step 3: the seeded network, its normalisers (buffers) fitted on the training rows, on `device`."""
+    torch.manual_seed(cfg.seed)
+    heteroscedastic = cfg.loss in HETEROSCEDASTIC_LOSSES
+    module = build_module(cfg.model, len(data.target_names), n_features=len(data.feature_names),
+                          heteroscedastic=heteroscedastic)
+    module.fit_normalisers(_subset_inputs(data.inputs, split.train), data.targets[split.train])
+    return module.to(device)
+
+
+@dataclass
+class Optimisation:
+    """What the epochs change, and what a resume file restores: the optimiser, schedule and loss scaler, each
+    member's batch order, best score and weights, and whether it stopped; the split (a resume keeps its own)."""
+
+    module: EnsembleNet
+    split: Split
+    optimiser: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    orders: list[torch.Generator]
+    best: list[dict[str, Any]]
+    stopped: list[bool]
+    steps_per_epoch: int
+    use_amp: bool
+    amp_dtype: torch.dtype
+    start_epoch: int = 0
+
+
+def start_optimisation(cfg: TrainConfig, module: EnsembleNet, split: Split, device: torch.device) -> Optimisation:
+    """Step 4: one optimiser and one warm-up-then-cosine schedule over all members; mixed precision on CUDA."""
+    steps_per_epoch = math.ceil(len(split.train) / cfg.batch_size)
+    total_steps = cfg.epochs * steps_per_epoch
+    warmup = int(round(cfg.schedule.warmup_epochs * steps_per_epoch))
+    optimiser = make_optimiser(cfg, module.parameters())
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimiser,
+        lambda step: lr_factor(step, total_steps, warmup, cfg.schedule.name, cfg.schedule.min_lr_factor),
+    )
+    use_amp = cfg.amp and device.type == "cuda"
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    ensemble = module.ensemble_size
+    return Optimisation(
+        module=module,
+        split=split,
+        optimiser=optimiser,
+        scheduler=scheduler,
+        scaler=torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16),
+        orders=[torch.Generator().manual_seed(cfg.seed * 1000 + i) for i in range(ensemble)],
+        best=[{"score": math.inf, "epoch": -1, "state": _cpu_state(module.members[i])} for i in range(ensemble)],
+        stopped=[False] * ensemble,
+        steps_per_epoch=steps_per_epoch,
+        use_amp=use_amp,
+        amp_dtype=amp_dtype,
+    )
+
+
+def _resume_state(cfg: TrainConfig, opt: Optimisation, data_sha256: str, device: torch.device) -> dict[str, Any]:
+    """What resume.pt holds after an epoch: enough to continue as if the run had not stopped."""
+    split = opt.split
+    return {
+        "format": RESUME_FORMAT,
+        "version": RESUME_VERSION,
+        "epoch": opt.start_epoch,
+        "recipe": _recipe(cfg),
+        "data_sha256": data_sha256,
+        "module": _cpu_state(opt.module),
+        "optimiser": opt.optimiser.state_dict(),
+        "scheduler": opt.scheduler.state_dict(),
+        "scaler": opt.scaler.state_dict(),
+        "best": opt.best,
+        "stopped": opt.stopped,
+        "generators": [g.get_state() for g in opt.orders],
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
+        "split": {k: torch.as_tensor(v) for k, v in (("train", split.train), ("val", split.val), ("test", split.test))},
+    }
+
+
+def resume_optimisation(path: Path, cfg: TrainConfig, opt: Optimisation, data_sha256: str, device: torch.device) -> None:
+    """Step 4 of a resumed run: restore `opt` (and the RNG states) from `path`, written for the same recipe and data."""
+    state = torch.load(path, weights_only=True, map_location="cpu")
+    if state.get("format") != RESUME_FORMAT or state.get("version") != RESUME_VERSION:
+        raise InputError(f"{path}: not a resume file of this mi (format {state.get('format')!r})")
+    if state["recipe"] != _recipe(cfg) or state["data_sha256"] != data_sha256:
+        raise InputError(
+            f"{path}: written for another recipe or dataset; resume with the same config "
+            "and data, or train afresh without --resume"
+        )
+    opt.module.load_state_dict(state["module"], strict=True)
+    opt.optimiser.load_state_dict(state["optimiser"])
+    opt.scheduler.load_state_dict(state["scheduler"])
+    opt.scaler.load_state_dict(state["scaler"])
+    opt.best, opt.stopped, opt.start_epoch = state["best"], list(state["stopped"]), int(state["epoch"])
+    for generator, generator_state in zip(opt.orders, state["generators"]):
+        generator.set_state(generator_state)
+    torch.set_rng_state(state["torch_rng"])
+    if device.type == "cuda" and state.get("cuda_rng"):
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    opt.split = Split(*(state["split"][k].numpy() for k in ("train", "val", "test")), seed=opt.split.seed)
+    log.info("resuming at epoch %d from %s", opt.start_epoch + 1, path)
+
+
+def train_epoch(cfg: TrainConfig, opt: Optimisation, data: TrainingData, y_std: torch.Tensor, active: list[int],
+                device: torch.device) -> float:
+    """Step 5, one epoch's optimisation: every step each active member sees its own shuffled batch; the
+    members' masked losses are summed into one backward pass. Returns the mean loss per member and step."""
+    module, train_rows, batch_size = opt.module, opt.split.train, cfg.batch_size
+    module.train()
+    orders_now = {i: torch.randperm(len(train_rows), generator=opt.orders[i]).numpy() for i in active}
+    loss_sum, loss_count = 0.0, 0
+    for step in range(opt.steps_per_epoch):
+        total = torch.zeros((), device=device)
+        for i in active:
+            rows = train_rows[orders_now[i][step * batch_size : (step + 1) * batch_size]]
+            batch = model_inputs.to_device(data.inputs.batch(rows), device, non_blocking=True)
+            with torch.autocast(device_type=device.type, dtype=opt.amp_dtype, enabled=opt.use_amp):
+                outputs = module.run_member(i, module.prepare(batch))
+            mean, log_std = module.split_outputs(outputs.float())
+            total = total + masked_loss(cfg.loss, mean, log_std, y_std[torch.as_tensor(rows, device=device)])
+        opt.optimiser.zero_grad(set_to_none=True)
+        opt.scaler.scale(total).backward()
+        if cfg.optimiser.grad_clip is not None:
+            opt.scaler.unscale_(opt.optimiser)
+            for i in active:  # per member: one member's bad batch must not shrink the others' steps
+                torch.nn.utils.clip_grad_norm_(module.members[i].parameters(), cfg.optimiser.grad_clip)
+        opt.scaler.step(opt.optimiser)
+        opt.scaler.update()
+        opt.scheduler.step()
+        loss_sum += float(total.detach()) / len(active)
+        loss_count += 1
+    return loss_sum / max(loss_count, 1)
+
+
+def validate_epoch(cfg: TrainConfig, opt: Optimisation, data: TrainingData, epoch: int, active: list[int],
+                   device: torch.device) -> tuple[list[float], list[float]]:
+    """Step 5, after the epoch: each member's validation score, its best weights kept, a member stopped after
+    ``patience`` epochs without improvement. Returns (scores, validation MAE of the ensemble per target)."""
+    module, y_val = opt.module, data.targets[opt.split.val]
+    outputs = member_outputs(module, data.inputs, opt.split.val, device)
+    scores = member_scores(module, outputs, y_val)
+    for i in active:
+        if scores[i] < opt.best[i]["score"]:
+            opt.best[i] = {"score": scores[i], "epoch": epoch, "state": _cpu_state(module.members[i])}
+        elif epoch - opt.best[i]["epoch"] >= cfg.patience:
+            opt.stopped[i] = True
+    mean, _ = module.combine(outputs.to(device))
+    return scores, torch.nanmean((mean.cpu() - y_val).abs(), dim=0).tolist()
+
+
+def run_epochs(cfg: TrainConfig, opt: Optimisation, data: TrainingData, data_sha256: str, device: torch.device,
+               run_dir: Path | None, progress: bool) -> None:
+    """Step 5: the epochs, until ``epochs`` or every member stopped; with `run_dir`, a row of metrics.csv and
+    an atomically written resume.pt after each."""
+    module = opt.module
+    y_std = (data.targets.to(device) - module.target_mean) / module.target_std  # standardised, NaN kept
+    header = _metrics_header(data.target_names)
+    if run_dir is not None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _restart_metrics_csv(run_dir / METRICS_FILE, header, opt.start_epoch)
+    bar = tqdm(range(opt.start_epoch, cfg.epochs), desc="train", unit="epoch", disable=not progress, leave=False,
+               initial=opt.start_epoch, total=cfg.epochs)
+    for epoch in bar:
+        active = [i for i in range(module.ensemble_size) if not opt.stopped[i]]
+        if not active:
+            break
+        epoch_started = time.perf_counter()
+        train_loss = train_epoch(cfg, opt, data, y_std, active, device)
+        scores, val_mae = validate_epoch(cfg, opt, data, epoch, active, device)
+        bar.set_postfix(val_mae=f"{float(np.nanmean(val_mae)):.4g}", active=len(active))
+        if run_dir is None:
+            continue
+        _append_metrics(run_dir / METRICS_FILE, header, {
+            "epoch": epoch + 1,
+            "lr": f"{opt.scheduler.get_last_lr()[0]:.6g}",
+            "train_loss": f"{train_loss:.6g}",
+            "val_score": f"{float(np.mean([scores[i] for i in active])):.6g}",
+            "best_val_score": f"{float(np.mean([b['score'] for b in opt.best])):.6g}",
+            **{f"val_mae_{t}": f"{v:.6g}" for t, v in zip(data.target_names, val_mae)},
+            "active_members": len(active),
+            "seconds": f"{time.perf_counter() - epoch_started:.2f}",
+        })
+        opt.start_epoch = epoch + 1  # the epoch a resume continues after
+        _atomic_torch_save(_resume_state(cfg, opt, data_sha256, device), run_dir / RESUME_FILE)
+    bar.close()
+
+
+def best_and_calibrated(cfg: TrainConfig, opt: Optimisation, data: TrainingData, device: torch.device):
+    """Step 6: each member's best weights; the predicted std scaled so that 68.3 % of validation errors fall
+    within one std (``recalibrate``). Returns the module on the CPU and the calibration record."""
+    module = opt.module
+    for i in range(module.ensemble_size):
+        module.members[i].load_state_dict(opt.best[i]["state"])
+    module.eval()
+    val_rows = opt.split.val
+    outputs = member_outputs(module, data.inputs, val_rows, device).to(device)
+    val_mean, val_std = (t.cpu().numpy() for t in module.combine(outputs))
+    y_val = data.targets[val_rows].numpy().astype(float)
+    scales, before = [], {}
+    for j, target in enumerate(data.target_names):
+        before[target] = calibration_metrics(y_val[:, j], val_mean[:, j], val_std[:, j])
+        scales.append(fit_std_scale(y_val[:, j], val_mean[:, j], val_std[:, j]) if cfg.recalibrate else 1.0)
+    module.std_scale.copy_(torch.tensor(scales, dtype=module.std_scale.dtype))
+    module.cpu()
+    calibration = {
+        "recalibrated": bool(cfg.recalibrate),
+        "std_scale": dict(zip(data.target_names, scales)),
+        "val_before": before,
+    }
+    return module, calibration
+
+
+def training_metrics(opt: Optimisation, data: TrainingData, calibration: dict[str, Any], device: torch.device,
+                     seconds: float) -> dict[str, Any]:
+    """Step 6: validation (and test) metrics of the calibrated ensemble, and how training went."""
+    module, split = opt.module, opt.split
+    metrics: dict[str, Any] = {
+        "val": _split_metrics(module, data, split.val),
+        "calibration": calibration,
+        "member_val_score": [float(b["score"]) for b in opt.best],
+        "best_epochs": [int(b["epoch"]) + 1 for b in opt.best],
+        "n_train": int(len(split.train)),
+        "n_val": int(len(split.val)),
+        "n_test": int(len(split.test)),
+        "device": str(device),
+        "amp": str(opt.amp_dtype).replace("torch.", "") if opt.use_amp else "off",
+        "train_seconds": round(seconds, 1),
+    }
+    if len(split.test):
+        metrics["test"] = _split_metrics(module, data, split.test)
+    metrics["val_mae"] = {t: m["mae"] for t, m in metrics["val"].items()}
+    return metrics
+
+
+def package(cfg: TrainConfig, dataset: Dataset, data: TrainingData, data_sha256: str, opt: Optimisation,
+            metrics: dict[str, Any], training_info: dict[str, Any] | None) -> Surrogate:
+    """Step 7: the `Surrogate`: module, card (targets, units, features, data, recipe, metrics) and the domain
+    of applicability (`fit_domain`)."""
+    spec = SurrogateSpec(
+        feature_sets=data.feature_sets,
+        feature_names=data.feature_names,
+        targets=data.target_names,
+        units=data.units,
+        training={
+            **(training_info or {}),
+            "dataset": dict(dataset.info),
+            "data_sha256": data_sha256,
+            "n_rows": int(len(dataset)),
+            "n_used": int(len(data.ids)),
+            "n_failed": len(data.failures),
+            "split": {"kind": cfg.split.kind, "seed": int(opt.split.seed)},
+            "recipe": cfg.model_dump(mode="json"),
+            "metrics": metrics,
+        },
+    )
+    domain = fit_domain(opt.module, data, opt.split.train, opt.split.val, seed=cfg.seed)
+    return Surrogate(opt.module, spec, domain)
 
 
 def train(
@@ -323,202 +600,19 @@ def train(
     run_dir = Path(run_dir) if run_dir is not None else None
     if resume and (run_dir is None or not (run_dir / RESUME_FILE).is_file()):
         raise InputError(f"--resume: no {RESUME_FILE} in {run_dir} to resume from")
-
-    # 1. data
     data = prepare_data(cfg, dataset)
     data_sha256 = dataset_hash(dataset)
-    n_targets = len(data.target_names)
     if len(data.ids) < 2:
         raise InputError(f"training needs at least two usable rows with a target, got {len(data.ids)}")
-
-    # 2. split
-    split_seed = cfg.split.seed if cfg.split.seed is not None else cfg.seed
-    groups = group_keys(data.formulas, cfg.split.kind)
-    train_rows, val_rows, test_rows = split_rows(groups, cfg.split.val_fraction, cfg.split.test_fraction, split_seed)
-
-    # 3. model and normalisers
-    torch.manual_seed(cfg.seed)
-    heteroscedastic = cfg.loss in HETEROSCEDASTIC_LOSSES
-    n_features = len(data.feature_names)
-    module = build_module(cfg.model, n_targets, n_features=n_features, heteroscedastic=heteroscedastic)
-    module.fit_normalisers(_subset_inputs(data.inputs, train_rows), data.targets[train_rows])
-    module.to(device)
-    y_std = ((data.targets.to(device) - module.target_mean) / module.target_std)  # standardised, NaN kept
-    y_val = data.targets[val_rows]
-
-    # 4. optimiser, schedule, mixed precision
-    steps_per_epoch = math.ceil(len(train_rows) / cfg.batch_size)
-    total_steps = cfg.epochs * steps_per_epoch
-    warmup = int(round(cfg.schedule.warmup_epochs * steps_per_epoch))
-    optimiser = make_optimiser(cfg, module.parameters())
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimiser,
-        lambda step: lr_factor(step, total_steps, warmup, cfg.schedule.name, cfg.schedule.min_lr_factor),
-    )
-    use_amp = cfg.amp and device.type == "cuda"
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
-    ensemble = module.ensemble_size
-    orders = [torch.Generator().manual_seed(cfg.seed * 1000 + i) for i in range(ensemble)]
-    best = [{"score": math.inf, "epoch": -1, "state": _cpu_state(module.members[i])} for i in range(ensemble)]
-    stopped = [False] * ensemble
-    start_epoch = 0
-
-    # 5. resume
+    split = split_data(cfg, data)
+    module = build_model(cfg, data, split, device)
+    opt = start_optimisation(cfg, module, split, device)
     if resume:
-        state = torch.load(run_dir / RESUME_FILE, weights_only=True, map_location="cpu")
-        if state.get("format") != RESUME_FORMAT or state.get("version") != RESUME_VERSION:
-            raise InputError(f"{run_dir / RESUME_FILE}: not a resume file of this mi (format {state.get('format')!r})")
-        if state["recipe"] != _recipe(cfg) or state["data_sha256"] != data_sha256:
-            raise InputError(
-                f"{run_dir / RESUME_FILE}: written for another recipe or dataset; resume with the same config "
-                "and data, or train afresh without --resume"
-            )
-        module.load_state_dict(state["module"], strict=True)
-        optimiser.load_state_dict(state["optimiser"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        best, stopped, start_epoch = state["best"], list(state["stopped"]), int(state["epoch"])
-        for generator, generator_state in zip(orders, state["generators"]):
-            generator.set_state(generator_state)
-        torch.set_rng_state(state["torch_rng"])
-        if device.type == "cuda" and state.get("cuda_rng"):
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
-        train_rows, val_rows, test_rows = (state["split"][k].numpy() for k in ("train", "val", "test"))
-        y_val = data.targets[val_rows]
-        log.info("resuming at epoch %d from %s", start_epoch + 1, run_dir / RESUME_FILE)
-    header = _metrics_header(data.target_names)
-    if run_dir is not None:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        _restart_metrics_csv(run_dir / METRICS_FILE, header, start_epoch)
-
-    # 6. epochs
-    bar = tqdm(range(start_epoch, cfg.epochs), desc="train", unit="epoch", disable=not progress, leave=False,
-               initial=start_epoch, total=cfg.epochs)
-    for epoch in bar:
-        active = [i for i in range(ensemble) if not stopped[i]]
-        if not active:
-            break
-        epoch_started = time.perf_counter()
-        module.train()
-        orders_now = {i: torch.randperm(len(train_rows), generator=orders[i]).numpy() for i in active}
-        loss_sum, loss_count = 0.0, 0
-        for step in range(steps_per_epoch):
-            total = torch.zeros((), device=device)
-            for i in active:
-                rows = train_rows[orders_now[i][step * cfg.batch_size : (step + 1) * cfg.batch_size]]
-                batch = model_inputs.to_device(data.inputs.batch(rows), device, non_blocking=True)
-                with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp):
-                    outputs = module.run_member(i, module.prepare(batch))
-                mean, log_std = module.split_outputs(outputs.float())
-                total = total + masked_loss(cfg.loss, mean, log_std, y_std[torch.as_tensor(rows, device=device)])
-            optimiser.zero_grad(set_to_none=True)
-            scaler.scale(total).backward()
-            if cfg.optimiser.grad_clip is not None:
-                scaler.unscale_(optimiser)
-                for i in active:  # per member: one member's bad batch must not shrink the others' steps
-                    torch.nn.utils.clip_grad_norm_(module.members[i].parameters(), cfg.optimiser.grad_clip)
-            scaler.step(optimiser)
-            scaler.update()
-            scheduler.step()
-            loss_sum += float(total.detach()) / len(active)
-            loss_count += 1
-
-        outputs = member_outputs(module, data.inputs, val_rows, device)
-        scores = member_scores(module, outputs, y_val)
-        for i in active:
-            if scores[i] < best[i]["score"]:
-                best[i] = {"score": scores[i], "epoch": epoch, "state": _cpu_state(module.members[i])}
-            elif epoch - best[i]["epoch"] >= cfg.patience:
-                stopped[i] = True
-        mean, _ = module.combine(outputs.to(device))
-        val_mae = torch.nanmean((mean.cpu() - y_val).abs(), dim=0).tolist()
-        row = {
-            "epoch": epoch + 1,
-            "lr": f"{scheduler.get_last_lr()[0]:.6g}",
-            "train_loss": f"{loss_sum / max(loss_count, 1):.6g}",
-            "val_score": f"{float(np.mean([scores[i] for i in active])):.6g}",
-            "best_val_score": f"{float(np.mean([b['score'] for b in best])):.6g}",
-            **{f"val_mae_{t}": f"{v:.6g}" for t, v in zip(data.target_names, val_mae)},
-            "active_members": len(active),
-            "seconds": f"{time.perf_counter() - epoch_started:.2f}",
-        }
-        bar.set_postfix(val_mae=f"{float(np.nanmean(val_mae)):.4g}", active=len(active))
-        if run_dir is not None:
-            _append_metrics(run_dir / METRICS_FILE, header, row)
-            _atomic_torch_save(
-                {
-                    "format": RESUME_FORMAT,
-                    "version": RESUME_VERSION,
-                    "epoch": epoch + 1,
-                    "recipe": _recipe(cfg),
-                    "data_sha256": data_sha256,
-                    "module": _cpu_state(module),
-                    "optimiser": optimiser.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "best": best,
-                    "stopped": stopped,
-                    "generators": [g.get_state() for g in orders],
-                    "torch_rng": torch.get_rng_state(),
-                    "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
-                    "split": {k: torch.as_tensor(v) for k, v in (("train", train_rows), ("val", val_rows), ("test", test_rows))},
-                },
-                run_dir / RESUME_FILE,
-            )
-    bar.close()
-
-    # 7. best weights, calibration, metrics
-    for i in range(ensemble):
-        module.members[i].load_state_dict(best[i]["state"])
-    module.eval()
-    val_mean, val_std = (t.cpu().numpy() for t in module.combine(member_outputs(module, data.inputs, val_rows, device).to(device)))
-    y_val_np = y_val.numpy().astype(float)
-    scales, before = [], {}
-    for j, target in enumerate(data.target_names):
-        before[target] = calibration_metrics(y_val_np[:, j], val_mean[:, j], val_std[:, j])
-        scales.append(fit_std_scale(y_val_np[:, j], val_mean[:, j], val_std[:, j]) if cfg.recalibrate else 1.0)
-    module.std_scale.copy_(torch.tensor(scales, dtype=module.std_scale.dtype))
-    module.cpu()
-    metrics: dict[str, Any] = {
-        "val": _split_metrics(module, data, val_rows),
-        "calibration": {
-            "recalibrated": bool(cfg.recalibrate),
-            "std_scale": dict(zip(data.target_names, scales)),
-            "val_before": before,
-        },
-        "member_val_score": [float(b["score"]) for b in best],
-        "best_epochs": [int(b["epoch"]) + 1 for b in best],
-        "n_train": int(len(train_rows)),
-        "n_val": int(len(val_rows)),
-        "n_test": int(len(test_rows)),
-        "device": str(device),
-        "amp": str(amp_dtype).replace("torch.", "") if use_amp else "off",
-        "train_seconds": round(time.perf_counter() - started, 1),
-    }
-    if len(test_rows):
-        metrics["test"] = _split_metrics(module, data, test_rows)
-    metrics["val_mae"] = {t: m["mae"] for t, m in metrics["val"].items()}
-
-    spec = SurrogateSpec(
-        feature_sets=data.feature_sets,
-        feature_names=data.feature_names,
-        targets=data.target_names,
-        units=data.units,
-        training={
-            **(training_info or {}),
-            "dataset": dict(dataset.info),
-            "data_sha256": data_sha256,
-            "n_rows": int(len(dataset)),
-            "n_used": int(len(data.ids)),
-            "n_failed": len(data.failures),
-            "split": {"kind": cfg.split.kind, "seed": int(split_seed)},
-            "recipe": cfg.model_dump(mode="json"),
-            "metrics": metrics,
-        },
-    )
-    domain = fit_domain(module, data, train_rows, val_rows, seed=cfg.seed)
-    return Surrogate(module, spec, domain), metrics
+        resume_optimisation(run_dir / RESUME_FILE, cfg, opt, data_sha256, device)
+    run_epochs(cfg, opt, data, data_sha256, device, run_dir, progress)
+    module, calibration = best_and_calibrated(cfg, opt, data, device)
+    metrics = training_metrics(opt, data, calibration, device, time.perf_counter() - started)
+    return package(cfg, dataset, data, data_sha256, opt, metrics, training_info), metrics
 
 
 @torch.no_grad()
@@ -543,11 +637,9 @@ def attach_domain(surrogate: Surrogate, cfg: TrainConfig, dataset: Dataset) -> S
     """`surrogate` (trained by recipe `cfg` on `dataset`) with its domain fitted on the same split, without
     retraining: for checkpoints written before domains existed."""
     data = prepare_data(cfg, dataset)
-    split_seed = cfg.split.seed if cfg.split.seed is not None else cfg.seed
-    groups = group_keys(data.formulas, cfg.split.kind)
-    train_rows, val_rows, _ = split_rows(groups, cfg.split.val_fraction, cfg.split.test_fraction, split_seed)
+    split = split_data(cfg, data)
     surrogate.module.cpu()
-    return Surrogate(surrogate.module, surrogate.spec, fit_domain(surrogate.module, data, train_rows, val_rows, cfg.seed))
+    return Surrogate(surrogate.module, surrogate.spec, fit_domain(surrogate.module, data, split.train, split.val, cfg.seed))
 
 
 @torch.no_grad()
@@ -598,6 +690,9 @@ def train_from_config(run_cfg: TrainRunConfig, progress: bool = True, resume: bo
     """Load the dataset, train (writing the run folder), save the checkpoint; returns its path."""
     from mi.files import atomic_write_bytes
 
+    from mi.features.sets import check_names
+
+    check_names(run_cfg)  # the recipe's feature sets, before any data is read
     dataset_cfg = run_cfg.train.dataset
     dataset = load_dataset(dataset_cfg, run_cfg.resolve(dataset_cfg.path) if dataset_cfg.path else None, resolve=run_cfg.resolve)
     run_dir = default_run_dir(run_cfg)

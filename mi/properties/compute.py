@@ -17,12 +17,13 @@ from mi.config import PropertiesConfig
 from mi.errors import InputError
 from mi.features.engine import _Timeout
 from mi.properties import supply
-from mi.properties.calculators import CALCULATORS, Calculator, Context
+from mi.properties.calculators import Calculator, Context
 from mi.properties.columns import id_list as _id_list
 from mi.properties.columns import plural as _plural
 from mi.properties.derived import DERIVED
 from mi.properties.element_matrix import VECTORISED, element_matrix
 from mi.properties.element_matrix import missing_facts as matrix_missing_facts
+from mi.properties.groups import calculator_groups
 
 STAGE = "properties"
 
@@ -112,7 +113,7 @@ def configured_calculators(cfg: PropertiesConfig) -> list[Calculator]:
     """The per-candidate calculators of ``cfg.calculators``, in order, each once (derived groups skipped)."""
     calcs: dict[str, Calculator] = {}
     for name in cfg.calculators:
-        for calc in CALCULATORS.get(name, ()):
+        for calc in calculator_groups().get(name, ()):
             calcs.setdefault(calc.column, calc)
     return list(calcs.values())
 

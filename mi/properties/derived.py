@@ -140,18 +140,22 @@ def crma_concentration(table: pd.DataFrame, cfg: PropertiesConfig, element_table
     from pymatgen.core import Composition
 
     from mi.properties import supply
+    from mi.properties.element_matrix import crma_words, element_matrix
 
     if element_table is None:
         from mi.data import load_element_facts
 
         element_table = load_element_facts()
     s = cfg.supply
-    words: dict[str, str] = {}  # formula -> text, once per distinct formula
-    for formula in table["formula"].astype(str):
-        if formula not in words:
-            findings = supply.crma_findings(Composition(formula), element_table, s.crma_top_country_pct,
-                                            s.min_mass_fraction)
-            words[formula] = "; ".join(map(str, findings))
+    formulas = list(dict.fromkeys(table["formula"].astype(str)))  # each distinct formula once
+    compositions = [Composition(f) for f in formulas]
+    found = crma_words(element_matrix(compositions), element_table, s.crma_top_country_pct, s.min_mass_fraction)
+    words: dict[str, str] = {}  # formula -> text
+    for formula, composition, text in zip(formulas, compositions, found):
+        if text is None:  # what the matrix cannot describe goes row-wise (which says what is wrong)
+            findings = supply.crma_findings(composition, element_table, s.crma_top_country_pct, s.min_mass_fraction)
+            text = "; ".join(map(str, findings))
+        words[formula] = text
     out = pd.DataFrame(index=table.index)
     out["crma_concentration"] = [words[f] for f in table["formula"].astype(str)]
     return out, []

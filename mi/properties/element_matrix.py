@@ -157,6 +157,33 @@ def crma_flag(m: ElementMatrix, table, top_pct: float, min_mass_fraction: float)
     return flag
 
 
+def crma_words(m: ElementMatrix, table, top_pct: float, min_mass_fraction: float) -> list[str | None]:
+    """``"; ".join(map(str, supply.crma_findings(...)))`` of every row ("" without findings, None for a row
+    outside `ok`): the findings in symbol then stage order, each text built once per (element, stage) and
+    each distinct pattern of findings joined once."""
+    stages = list(supply.CRMA_STAGES.items())
+    present = m.sorted_index < len(m.elements)
+    token = np.full((len(m.ok), m.sorted_index.shape[1], len(stages)), -1, dtype=np.int64)
+    texts: list[str] = []
+    for s, (stage, (column, country_column)) in enumerate(stages):
+        share = numbers(m, table, column)
+        row_share = share[m.sorted_index]
+        with np.errstate(invalid="ignore"):
+            hit = present & (m.sorted_fraction >= min_mass_fraction) & ~np.isnan(row_share) & (row_share > top_pct)
+        for j in np.unique(m.sorted_index[hit]):
+            element = m.elements[j]
+            country = "China" if country_column is None else supply.fact(table, element, country_column)
+            country = "unnamed country" if supply._is_missing(country) else str(country)
+            token[:, :, s][hit & (m.sorted_index == j)] = len(texts)
+            texts.append(str(supply.CrmaFinding(element, stage, country, float(share[j]))))
+    flat = token.reshape(len(m.ok), token.shape[1] * len(stages))  # slot by slot (symbol order), stage by stage within a slot
+    if not flat.size:  # no rows, or none the matrix describes
+        return ["" if ok else None for ok in m.ok]
+    patterns, inverse = np.unique(flat, axis=0, return_inverse=True)
+    words = ["; ".join(texts[t] for t in pattern if t >= 0) for pattern in patterns]
+    return [words[i] if ok else None for i, ok in zip(inverse.ravel(), m.ok)]
+
+
 def eu_crm_mass_fraction(m: ElementMatrix, table) -> np.ndarray:
     listed = np.array([*(supply.fact(table, e, "eu_crm_2023") in supply.EU_CRM_LISTED for e in m.elements), False])
     total = np.zeros(len(m.ok))

@@ -68,6 +68,8 @@ def reference_entries() -> tuple:
     return tuple(corrected)
 
 
+_ABOVE_HULL_eV_atom = 1e-6  # clearly above: not a vertex of the hull whatever qhull's rounding
+
 class NoWindow(Exception):
     """The window cannot be computed; the message says why."""
 
@@ -79,34 +81,83 @@ def stability_window(
 
     Raises NoWindow naming what is missing (no formation enthalpy, no working ion in the formula, an
     element without a reference phase or without any reference compound).
-    """
-    from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
 
+    With the bundled references (`references` None) the phase diagram of each chemical system is built once
+    per process (`_system`), and a window is remembered by the exact composition and enthalpy: a chunk's
+    candidates of one system share the diagram, repeated rows cost nothing, and every value is the one the
+    computation from scratch gives (tests/test_stability_window.py).
+    """
     if not math.isfinite(formation_enthalpy_eV_atom):
         raise NoWindow("no formation_enthalpy_eV_atom")
     comp = composition.element_composition
     ion = Element(working_ion)
     if comp[ion] == 0:
         raise NoWindow(f"no {working_ion} in the formula (the window is read from {working_ion} exchange)")
+    if references is not None:
+        return _window(comp, float(formation_enthalpy_eV_atom), working_ion, charge, _build_system(comp, working_ion, references))
+    found = _remembered(
+        tuple((el.symbol, float(n)) for el, n in comp.items()), float(formation_enthalpy_eV_atom), working_ion, charge
+    )
+    if isinstance(found, NoWindow):
+        raise NoWindow(str(found))
+    return dict(found)
+
+
+@lru_cache(maxsize=65536)
+def _remembered(amounts: tuple, enthalpy: float, working_ion: str, charge: int) -> dict[str, float] | NoWindow:
+    comp = Composition(dict(amounts))  # the same element order, so the same sums
+    system = _system(frozenset(el.symbol for el in comp), working_ion)
+    if isinstance(system, NoWindow):
+        return system
+    try:
+        return _window(comp, enthalpy, working_ion, charge, system)
+    except NoWindow as exc:
+        return exc.with_traceback(None)
+
+
+@lru_cache(maxsize=256)
+def _system(chemsys: frozenset[str], working_ion: str):
+    """`_build_system` of a chemical system over the bundled entries, once per process (or its NoWindow)."""
+    try:
+        return _build_system(Composition({el: 1 for el in sorted(chemsys)}), working_ion, reference_entries())
+    except NoWindow as exc:
+        return exc.with_traceback(None)
+
+
+def _build_system(comp: Composition, working_ion: str, references):
+    """(reference entries of the composition's chemical system, their phase diagram, element energies mu0)."""
+    from pymatgen.analysis.phase_diagram import PhaseDiagram
+
     chemsys = {el.symbol for el in comp}
-    refs = [e for e in (references or reference_entries()) if {el.symbol for el in e.composition} <= chemsys]
+    refs = [e for e in references if {el.symbol for el in e.composition} <= chemsys]
     elemental = {e.composition.elements[0].symbol for e in refs if len(e.composition) == 1}
     absent = sorted(chemsys - elemental)
     if absent:
         raise NoWindow(f"no elemental reference phase for {', '.join(absent)} in the bundled MP entries")
     in_compounds = {el.symbol for e in refs if len(e.composition) > 1 for el in e.composition}
-    lonely = sorted(el.symbol for el in comp if el.symbol != working_ion and el.symbol not in in_compounds)
+    lonely = sorted(el for el in chemsys if el != working_ion and el not in in_compounds)
     if lonely:
         raise NoWindow(f"no reference compound containing {', '.join(lonely)} in the bundled MP entries")
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pymatgen warns about elements without electronegativity data
         references_only = PhaseDiagram(refs)
-        mu0 = {el: references_only.el_refs[el].energy_per_atom for el in references_only.elements}
+    mu0 = {el: references_only.el_refs[el].energy_per_atom for el in references_only.elements}
+    return refs, references_only, mu0
+
+
+def _window(comp: Composition, formation_enthalpy_eV_atom: float, working_ion: str, charge: int, system):
+    from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
+
+    refs, references_only, mu0 = system
+    ion = Element(working_ion)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pymatgen warns about elements without electronegativity data
         energy = formation_enthalpy_eV_atom * comp.num_atoms + sum(n * mu0[el] for el, n in comp.items())
         candidate = PDEntry(comp, energy, name="candidate")
         e_above = float(references_only.get_e_above_hull(candidate, allow_negative=True))
-        profile = PhaseDiagram([*refs, candidate]).get_element_profile(ion, comp)
+        # a candidate above the hull leaves the hull as it is: the references' diagram gives its profile
+        diagram = references_only if e_above > _ABOVE_HULL_eV_atom else PhaseDiagram([*refs, candidate])
+        profile = diagram.get_element_profile(ion, comp)
     # Steps run from the metal (highest mu) down; step i holds between its chempot and the next one's.
     tolerance = 1e-6 * max(1.0, float(comp[ion]))
     for i, step in enumerate(profile):

@@ -53,6 +53,42 @@ def _visit_order(values: np.ndarray, maximise: Sequence[bool]) -> tuple[np.ndarr
     return order, ordinal[order]
 
 
+_ENS_BLOCK = 1024  # rows placed together; each is compared with front members, never with all rows before it
+_CELLS = 1 << 20  # pairwise comparisons held in memory at once
+
+
+class _Front:
+    """The rows of one front so far, in visit order, in a buffer that doubles as it fills."""
+
+    def __init__(self, k: int) -> None:
+        self.rows = np.empty((64, k), dtype=np.int64)
+        self.n = 0
+
+    def add(self, rows: np.ndarray) -> None:
+        need = self.n + len(rows)
+        if need > len(self.rows):
+            grown = np.empty((max(need, 2 * len(self.rows)), self.rows.shape[1]), dtype=np.int64)
+            grown[: self.n] = self.rows[: self.n]
+            self.rows = grown
+        self.rows[self.n : need] = rows
+        self.n = need
+
+
+def _dominated_by(front: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Whether some row of `front` dominates each of `rows`; the front is read in slices and rows found
+    dominated leave early (front rows visited first are the strongest, so most leave in the first slice)."""
+    out = np.zeros(len(rows), dtype=bool)
+    open_ = np.arange(len(rows))
+    at, step = 0, 64
+    while at < len(front) and len(open_):
+        step = max(1, min(2 * step, _CELLS // len(open_)))
+        hit = _dominates(front[at : at + step], rows[open_]).any(axis=0)
+        out[open_[hit]] = True
+        open_ = open_[~hit]
+        at += step
+    return out
+
+
 def pareto_ranks(values: np.ndarray, maximise: Sequence[bool]) -> np.ndarray:
     """Pareto front of each row by non-dominated sorting: 1 = not dominated by any row, 2 = not
     dominated once front 1 is removed, and so on.
@@ -60,9 +96,14 @@ def pareto_ranks(values: np.ndarray, maximise: Sequence[bool]) -> np.ndarray:
     `values` is (n, k), one column per objective; `maximise[c]` says whether larger is better in column c.
     NaN counts as the worst value of its objective. Equal rows share a front.
 
-    The front of a row is the length of the longest chain of rows dominating one another that ends at it,
-    so rows are visited in order of their summed column ranks (a dominating row always comes first) and
-    each block of rows is compared with all rows before it at once: O(n^2 k) work, O(n * block) memory.
+    Efficient non-dominated sorting (ENS-BS, Zhang et al. 2015), vectorised over blocks of rows: rows are
+    visited in order of their summed column ranks, so whatever dominates a row was placed before it. A row
+    belongs to the first front none of whose members dominates it, found by binary search over the fronts
+    (a member of a later front is dominated by one of every earlier front, so a front without a dominator
+    of the row is followed by fronts without one); rows of one block that dominate each other are then
+    chained in visit order. A row is compared with the members of about log2(fronts) fronts (leaving a
+    front at the first slice holding a dominator), not with every row before it: O(n^2 k) only when nearly
+    every row is on one front, and O(block * slice) memory.
     """
     values = _checked(values, maximise)
     n, k = values.shape
@@ -72,22 +113,32 @@ def pareto_ranks(values: np.ndarray, maximise: Sequence[bool]) -> np.ndarray:
         return np.ones(n, dtype=np.int64)
     order, v = _visit_order(values, maximise)
     ranks = np.zeros(n, dtype=np.int64)
-    for start in range(0, n, _BLOCK):
-        stop = min(start + _BLOCK, n)
-        block = v[start:stop]
-        base = np.ones(stop - start, dtype=np.int64)
-        if start:
-            dom = _dominates(v[:start], block)  # (start, b)
-            has = dom.any(axis=0)
-            if has.any():
-                best = np.where(dom[:, has], ranks[:start, None], 0).max(axis=0)
-                base[has] = best + 1
-        inner = _dominates(block, block)
-        for i in range(stop - start):
-            above = inner[:i, i]
-            if above.any():
-                base[i] = max(base[i], ranks[start : start + i][above].max() + 1)
-            ranks[start + i] = base[i]
+    fronts: list[_Front] = []
+    for start in range(0, n, _ENS_BLOCK):
+        block = v[start : start + _ENS_BLOCK]
+        # binary search per row for the first front without a dominator of it: fronts lo..hi remain
+        lo = np.ones(len(block), dtype=np.int64)
+        hi = np.full(len(block), len(fronts) + 1, dtype=np.int64)
+        while True:
+            searching = np.flatnonzero(lo < hi)
+            if not len(searching):
+                break
+            mid = (lo[searching] + hi[searching]) // 2
+            for number in np.unique(mid):
+                rows = searching[mid == number]
+                front = fronts[number - 1]
+                dominated = _dominated_by(front.rows[: front.n], block[rows])
+                lo[rows[dominated]] = number + 1
+                hi[rows[~dominated]] = number
+        placed = lo
+        inner = _dominates(block, block).T  # inner[i, j]: block row j dominates block row i (only j < i can)
+        for i in np.flatnonzero(inner.any(axis=1)):
+            placed[i] = max(placed[i], placed[:i][inner[i, :i]].max() + 1)
+        ranks[start : start + len(block)] = placed
+        for number in np.unique(placed):
+            while len(fronts) < number:
+                fronts.append(_Front(k))
+            fronts[number - 1].add(block[placed == number])
     out = np.empty(n, dtype=np.int64)
     out[order] = ranks
     return out

@@ -38,8 +38,10 @@ def generate(cfg: GenerateConfig, stats: dict[str, FamilyStats] | None = None) -
     """
     from mi.candidates.generate.dedupe import Deduplicator
     from mi.candidates.generate.enumeration import enumerate_compositions
+    from mi.candidates.generate.prototypes import check_jobs
     from mi.candidates.generate.substitution import FamilyStats, Generated, substitute
 
+    check_jobs(cfg)  # a generator given by itself (run, a screen and `mi validate` check with the file first)
     stats = {} if stats is None else stats
     dedupe = Deduplicator() if cfg.dedupe else None
     seen: set[str] = set()  # formulas of composition-only candidates
@@ -100,10 +102,12 @@ def run(run_cfg: GenerateRunConfig, out_dir: Path | None = None, *, progress: bo
     import yaml
     from tqdm.auto import tqdm
 
+    from mi.candidates.generate.prototypes import check_jobs
     from mi.candidates.generate.shards import ShardWriter
     from mi.candidates.generate.substitution import FamilyStats
     from mi.files import atomic_write_bytes
 
+    check_jobs(run_cfg)
     out = Path(out_dir) if out_dir is not None else run_cfg.resolve(run_cfg.output.dir)
     shard_dir = out / "shards"
     out.mkdir(parents=True, exist_ok=True)

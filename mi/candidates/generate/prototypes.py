@@ -523,6 +523,34 @@ def get(prototype_id: str) -> Prototype:
         raise KeyError(f"unknown prototype {prototype_id!r}; known: {', '.join(BY_ID)}") from None
 
 
+def check_jobs(cfg) -> None:
+    """Refuse a config (any kind) whose prototype jobs name an unknown prototype or site, with the file and
+    key path of each: `mi validate`, `mi generate` and a screen call it before they start, and `generate`
+    for a generator given by itself (config, the ground layer, cannot know the library)."""
+    from mi.config import PrototypeJob, invalid_config, sections
+
+    problems = []
+    for path, job in sections(cfg):
+        if not isinstance(job, PrototypeJob):
+            continue
+        where = f"{path}." if path else ""
+        proto = BY_ID.get(job.prototype)
+        if proto is None:
+            problems.append((f"{where}prototype", f"unknown prototype {job.prototype!r}; known: {', '.join(BY_ID)}"))
+            continue
+        keys = {s.label for s in proto.sites} | {s.species for s in proto.sites}
+        named = [("sites", k) for k in job.sites] + [(f"mix[{i}].site", m.site) for i, m in enumerate(job.mix)]
+        if job.substitution_probability and job.substitution_probability.sites:
+            named += [("substitution_probability.sites", k) for k in job.substitution_probability.sites]
+        problems += [
+            (f"{where}{field}", f"{key!r} is not a site of {job.prototype} (labels: {', '.join(s.label for s in proto.sites)})")
+            for field, key in named
+            if key not in keys
+        ]
+    if problems:
+        raise invalid_config(cfg, problems)
+
+
 # --- building ------------------------------------------------------------------------------------------
 
 
