@@ -161,7 +161,9 @@ def task_voltage(args) -> list[dict]:
     has = np.flatnonzero(np.isfinite(dataset.frame[target].to_numpy(dtype=float)))
     dataset = dataset.subset(has)
     ids = [str(i) for i in dataset.frame.index]
-    families = np.array([i.split(":")[-1].split("-")[0] for i in ids])
+    # ids are "<part>:<job>:<formula>:..." with jobs like olivine_Li, O3_Na-all: a framework is held out for
+    # both ions at once (its Li and Na cells share the frame)
+    families = np.array([i.split(":")[1].split("-")[0].rsplit("_", 1)[0] for i in ids])
     names = sorted(set(families))
     print(f"\n[voltage] {len(dataset)} rows with an oracle voltage; families: {', '.join(names)}")
     x = bench._rf_features(dataset, ["composition"])
