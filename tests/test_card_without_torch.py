@@ -102,3 +102,16 @@ def test_cards_refuse_tampered_and_code_running_checkpoints_without_running_code
     (tmp_path / "cut.pt").write_bytes(saved.read_bytes()[:2000])
     with pytest.raises(CheckpointError, match="not a readable"):
         checkpoint_card(tmp_path / "cut.pt")
+
+
+def test_what_the_small_reader_does_not_know_goes_to_torch(tmp_path):
+    import pickle
+
+    raw = torch.load(REPO / "mi" / "models" / "builtin" / "formation_enthalpy.pt", weights_only=True)
+    raw = {k: v for k, v in raw.items() if k != "payload_sha256"}
+    raw["training"] = {**raw["training"], "dtype": torch.float32}  # weights_only allows it, the small reader not
+    raw["payload_sha256"] = payload_digest(raw)
+    torch.save(raw, tmp_path / "dtype.pt")
+    with pytest.raises(pickle.UnpicklingError):
+        load_without_torch(tmp_path / "dtype.pt")
+    assert checkpoint_targets(tmp_path / "dtype.pt")[0] == [t["name"] for t in raw["targets"]]

@@ -19,21 +19,26 @@ formulas of the same sample. The ratio compares candidates per CPU second.
 Needs ../shared/datasets/mp_composition (the formulas) and matminer and scikit-learn for the baseline.
 "peak MiB" is the largest resident set of any child process so far (getrusage), not of one run alone.
 
-Latest run (2026-12-05, 2 cores shared with other jobs, load average 6-7 throughout, OMP_NUM_THREADS=1),
+Latest run (2026-12-05 07:09-07:13 UTC, 2 cores, load average 0.6-1.2 at start and end, OMP_NUM_THREADS=1),
 ``--rows 100000 --structures 2000 --stage-rows 10000`` (2,000 structures, not 10,000, for the time the
-shared machine allowed):
+shared machine allowed), after the torch-free checkpoint cards, the CRMA words on the element matrix and
+the stability windows with one phase diagram per chemical system and no reaction balancing:
 
-    preset             input                      rows   wall s    CPU s   rows/s rows/CPU-s  CPU shares (in-process, workers 1)
-    cathode            MP formulas              100000    160.1     70.3      625       1423  features 4%, models 4%, properties 9%, derived 19%, constraints 2%, rest of chunk 2%, outside chunks 60%
-    cathode            generated structures       2000     43.4     20.6       46         97  features 43%, models 1%, properties 3%, derived 4%, constraints 0%, rest of chunk 1%, outside chunks 48%
-    solid_electrolyte  MP formulas              100000    371.4    158.5      269        631  features 3%, models 10%, properties 5%, derived 54%, constraints 0%, rest of chunk 1%, outside chunks 27%
-    solid_electrolyte  generated structures       2000     61.3     24.2       33         83  features 31%, models 2%, properties 1%, derived 29%, constraints 0%, rest of chunk 1%, outside chunks 35%
-    baseline (by hand) MP formulas                2000     23.2     10.5       86        191  oxi_state_guesses capped at 1 s: 12 formulas
-    ratio cathode / baseline, rows per CPU second: 7.5x; rows per wall second: 7.2x
-    ratio solid_electrolyte / baseline, rows per CPU second: 3.3x; rows per wall second: 3.1x
+    preset             input                      rows   wall s    CPU s   rows/s rows/CPU-s peak MiB  CPU shares (in-process, workers 1)
+    cathode            MP formulas              100000     29.0     48.1     3446       2080      778  features 4%, models 5%, properties 11%, derived 13%, constraints 1%, rest of chunk 3%, outside chunks 63%
+    cathode            generated structures       2000     13.8     15.7      145        127      778  features 44%, models 1%, properties 2%, derived 2%, constraints 0%, rest of chunk 1%, outside chunks 50%
+    solid_electrolyte  MP formulas              100000     50.6     92.1     1977       1086      778  features 4%, models 23%, properties 7%, derived 34%, constraints 0%, rest of chunk 2%, outside chunks 29%
+    solid_electrolyte  generated structures       2000     18.1     20.2      111         99      861  features 40%, models 4%, properties 2%, derived 13%, constraints 0%, rest of chunk 2%, outside chunks 41%
+    baseline (by hand) MP formulas                2000     15.1     15.1      132        132           oxi_state_guesses capped at 1 s: 9 formulas
+    ratio cathode / baseline, rows per CPU second: 15.7x; rows per wall second: 26.0x
+    ratio solid_electrolyte / baseline, rows per CPU second: 8.2x; rows per wall second: 14.9x
 
 (The stage shares come from 10,000 rows, where start-up, model loading and the report weigh more than at
-100,000.) Issue 19 measured about 200 formulas per CPU second for the cathode preset before these changes.
+100,000.) The run before these three changes (same arguments, load 6-7, so wall times are not comparable):
+cathode 1,423 and 97, solid electrolyte 631 (windows 54% of its CPU) and 83 rows per CPU second. Between
+the two runs the presets changed too (builtin:voltage for the cathode, a 10-member OBELiX model, hence
+the solid electrolyte's larger model share). Issue 19 measured about 200 formulas per CPU second for the
+cathode preset before any of these changes.
 """
 
 from __future__ import annotations

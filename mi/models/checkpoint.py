@@ -201,6 +201,14 @@ def _load_error(label: str, exc: BaseException) -> CheckpointError:
     )
 
 
+def _without_torch(path: Path) -> Any:
+    """`load_without_torch`, or None where its short list of globals falls short (torch then decides)."""
+    try:
+        return load_without_torch(path)
+    except pickle.UnpicklingError:
+        return None
+
+
 def _read(
     path_or_name: str | Path, expected_sha256: str | None = None, with_torch: bool = True
 ) -> tuple[str, Path, dict[str, Any], str, int]:
@@ -217,12 +225,11 @@ def _read(
                 "replaced or modified since it was recorded"
             )
         try:
-            if with_torch:
+            payload = None if with_torch else _without_torch(path)
+            if payload is None:
                 import torch
 
                 payload = torch.load(path, weights_only=True, map_location="cpu")
-            else:
-                payload = load_without_torch(path)
         except Exception as exc:  # noqa: BLE001 - truncated zip, foreign pickle, unsafe global, ...
             raise _load_error(label, exc) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:

@@ -157,9 +157,9 @@ def _window(comp: Composition, formation_enthalpy_eV_atom: float, working_ion: s
         e_above = float(references_only.get_e_above_hull(candidate, allow_negative=True))
         # a candidate above the hull leaves the hull as it is: the references' diagram gives its profile
         diagram = references_only if e_above > _ABOVE_HULL_eV_atom else PhaseDiagram([*refs, candidate])
-        profile = diagram.get_element_profile(ion, comp)
+        tolerance = 1e-6 * max(1.0, float(comp[ion]))
+        profile = _profile(diagram, ion, comp, tolerance)
     # Steps run from the metal (highest mu) down; step i holds between its chempot and the next one's.
-    tolerance = 1e-6 * max(1.0, float(comp[ion]))
     for i, step in enumerate(profile):
         if abs(step["evolution"]) <= tolerance:
             mu_hi = float(step["chempot"])
@@ -178,3 +178,34 @@ def _window(comp: Composition, formation_enthalpy_eV_atom: float, working_ion: s
         "esw_oxidation_V": -(mu_lo - mu_ion) / charge,
         "esw_e_above_ref_hull_eV_atom": e_above,
     }
+
+
+def _profile(diagram, ion: Element, comp: Composition, tolerance: float) -> list[dict[str, float]]:
+    """``chempot`` and ``evolution`` of `PhaseDiagram.get_element_profile` without its reactions.
+
+    At each critical composition cc (per atom) on the line from the composition to the ion, the
+    decomposition holds the composition's other elements in proportion, lam atoms of cc per atom of them,
+    so the ions it takes up are cc[ion] / lam - comp[ion]: what balancing pymatgen's `Reaction` gives, at a
+    small part of its cost. Where that number is near the tolerance the window is read against, the
+    reaction decides.
+    """
+    others = Composition({el: n for el, n in comp.items() if el != ion})
+    ion_comp = Composition(ion.symbol)
+    out = []
+    for cc in diagram.get_critical_compositions(ion_comp, others)[1:]:
+        fractions = cc.fractional_composition
+        lam = (1.0 - fractions[ion]) / others.num_atoms
+        evolution = fractions[ion] / lam - comp[ion] if lam > 0 else math.inf
+        if not math.isfinite(evolution) or abs(abs(evolution) - tolerance) < 1e-3 * tolerance + 1e-9:
+            evolution = _reaction_evolution(diagram, ion, comp, cc)
+        out.append({"chempot": diagram.get_composition_chempots(cc + ion_comp * 1e-5)[ion], "evolution": evolution})
+    return out
+
+
+def _reaction_evolution(diagram, ion: Element, comp: Composition, cc: Composition) -> float:
+    from pymatgen.analysis.reaction_calculator import Reaction
+
+    ion_comp = Composition(ion.symbol)
+    reaction = Reaction([comp], [*(e.composition for e in diagram.get_decomposition(cc)), ion_comp])
+    reaction.normalize_to(comp)
+    return -reaction.coeffs[reaction.all_comp.index(ion_comp)]
