@@ -115,3 +115,20 @@ def test_glob_source(tmp_path, li2s, licoo2):
     cfg = CandidatesConfig(sources=[str(tmp_path / "notes.txt")])
     candidates, failures = read_candidates(cfg, lambda p: Path(p))
     assert candidates == [] and "unsupported file type" in failures[0].reason
+
+
+def test_composition_hash_is_the_hash_of_the_fractional_composition():
+    """The fast path (amount / num_atoms) keys the same as pymatgen's fractional composition always did."""
+    import hashlib
+    import json
+
+    from pymatgen.core import Composition
+
+    from mi.candidates.base import composition_hash
+
+    for formula in ("LiFePO4", "Li2Fe2P2O8", "Li3.001Cr0.999Mo3O12", "LiNi0.8Mn0.1Co0.1O2", "Li4Zn4Si12C64N16"):
+        comp = Composition(formula)
+        fractional = comp.fractional_composition
+        payload = json.dumps(sorted((str(el), round(float(x), 8)) for el, x in fractional.items()))
+        assert composition_hash(comp) == "sha256:" + hashlib.sha256(payload.encode()).hexdigest()
+    assert composition_hash(Composition("LiFePO4")) == composition_hash(Composition("Li2Fe2P2O8"))

@@ -132,10 +132,14 @@ def test_pool_survives_a_pathological_structure(small_structures, tmp_path):
     )
     reasons = {f.id: f.reason for f in result.failures}
     assert set(reasons) == {"crushed", "flat"}
-    assert "timed out after 0.5 s" in reasons["crushed"]
+    # On a loaded machine the crushed cell's structure features run past the limit and the worker is killed;
+    # on an idle one they may finish, and the working-ion features' size guard refuses the cell instead.
+    # Either way it is a failure row and the pool carries on (the in-process time limit is tested above).
+    timed_out = "timed out after 0.5 s" in reasons["crushed"]
+    assert timed_out or "collapsed or far too large a cell" in reasons["crushed"]
     assert "collapsed" in reasons["flat"]
     assert list(result.features.index) == [f"ok{k}" for k in range(len(small_structures))]
-    assert result.timed_out == 1
+    assert result.timed_out == int(timed_out)
     assert time.perf_counter() - started < 60  # two worker start-ups and a kill, not a hang
     # The pool gives the same numbers as this process.
     alone = featurize_candidates(batch[:2], ["structure", "working_ion"], working_ion="Li")
