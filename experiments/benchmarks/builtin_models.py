@@ -43,12 +43,12 @@ training rows fewer); surrogate.py's formation-energy-only recipe, on all 85,205
 with the 10-member recipe: MAE 1.139 vs RF 1.190 (ratio 0.957), Spearman 0.867 vs 0.863; with 5 members
 1.151 / 0.860, with structure descriptors added 1.175 / 0.852. Goal (MAE <= 1.1) not met.
 
-``--task voltage`` (2026-12-05, 346 pairs, load about 4), MAE in V per held-out framework, ours / RF:
-NASICON 1.803 / 0.285, O3 0.424 / 0.270, P2 0.295 / 0.220, olivine 0.850 / 0.310, silicate 0.728 / 0.854,
-spinel 0.402 / 0.449, tavorite PO4F 0.987 / 0.811, tavorite SO4F 0.997 / 0.805; pooled 0.678 / 0.340
-(Spearman 0.422 / 0.857), ratio 1.994. The MLP extrapolates across frameworks far worse than the forest
-(smaller and more regularised MLPs: 0.612 and 0.630); within the recipe's own split (by chemical system)
-its validation MAE is 0.079 V. Goal (0.15 V on a held-out family) not met.
+``--task voltage`` (2026-12-05, 402 pairs, load about 1), MAE in V per held-out framework, ours / RF:
+NASICON 1.777 / 0.343, O3 0.520 / 0.397, P2 0.301 / 0.235, olivine 0.849 / 0.329, silicate 0.836 / 0.765,
+spinel 0.385 / 0.641, tavorite PO4F 0.950 / 0.865, tavorite SO4F 0.919 / 0.860; pooled 0.666 / 0.425
+(Spearman 0.372 / 0.756), ratio 1.568. The MLP extrapolates across frameworks far worse than the forest
+(on 346 pairs, smaller and more regularised MLPs gave 0.612 and 0.630); within the recipe's own split (by
+chemical system) its validation MAE is 0.076 V. Goal (0.15 V on a held-out family) not met.
 """
 
 from __future__ import annotations
