@@ -149,6 +149,8 @@ def model_rows(preset: str = "cathode.yaml") -> tuple[list[dict[str, str]], floa
     in-domain flag; the voltage MAE against the measured averages; the models used."""
     from pathlib import Path
 
+    import pandas as pd
+
     from mi.candidates.base import Candidate, composition_hash
     from mi.config import load_config
     from mi.models.screen_models import ScreenModels, check_models, model_refs
@@ -166,7 +168,7 @@ def model_rows(preset: str = "cathode.yaml") -> tuple[list[dict[str, str]], floa
             return "-", "-"
         flag = predicted.at[name, f"{column}_in_domain"] if f"{column}_in_domain" in predicted.columns else None
         text = f"{predicted.at[name, column]:{digits}} +- {predicted.at[name, f'{column}_std']:{digits}}"
-        return text, "-" if flag is None or flag is pd_na() else ("yes" if bool(flag) else "NO")
+        return text, "-" if flag is None or pd.isna(flag) else ("yes" if bool(flag) else "NO")
 
     rows, errors = [], []
     for m in MODEL_MATERIALS:
@@ -187,12 +189,6 @@ def model_rows(preset: str = "cathode.yaml") -> tuple[list[dict[str, str]], floa
         "n in domain": len(inside),
     }
     return rows, mae, used
-
-
-def pd_na():
-    import pandas as pd
-
-    return pd.NA
 
 
 def main(argv: list[str] | None = None) -> int:

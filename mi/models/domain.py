@@ -109,7 +109,7 @@ class Domain:
         components = vt[:k]
         projected = z @ components.T
         order = rng.permutation(n)
-        n_ref = min(MAX_REFERENCE, max(1, n // 2)) if n <= 2 * MAX_REFERENCE else MAX_REFERENCE
+        n_ref = min(MAX_REFERENCE, max(1, n // 2))  # half the rows at most: the rest set the threshold
         reference, held = projected[order[:n_ref]], projected[order[n_ref : n_ref + MAX_CALIBRATION]]
         if len(held):
             distances = _nearest(held, reference)

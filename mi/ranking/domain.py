@@ -70,13 +70,18 @@ def drop_out_of_domain(
         mask |= outside
     if not mask.any():
         return table, {}, none
-    rows = table[mask]
+    rows, columns = table[mask], first[mask]
+
+    def values(suffix: str) -> list[float]:  # each dropped row's value in its own first out-of-domain column
+        return [float(pd.to_numeric(rows[c + suffix].iloc[i], errors="coerce")) if c + suffix in rows.columns
+                else np.nan for i, c in enumerate(columns)]
+
     listed = pd.DataFrame({
         **{c: rows[c].astype(str).to_numpy() if c in rows.columns else "" for c in ("id", "formula", "source")},
         "constraint": DROP_KEY,
-        "column": first[mask],
-        "value": [pd.to_numeric(pd.Series([r[c]]), errors="coerce").iloc[0] for (_, r), c in zip(rows.iterrows(), first[mask])],
-        "std": [r.get(f"{c}_std", np.nan) for (_, r), c in zip(rows.iterrows(), first[mask])],
+        "column": columns,
+        "value": values(""),
+        "std": values("_std"),
         "probability": np.nan,
     })
     return table[~mask], {DROP_KEY: int(mask.sum())}, listed[list(REMOVED_COLUMNS)]
