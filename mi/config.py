@@ -660,6 +660,10 @@ class RefineConfig(_Frozen):
     select: Literal["score", "ucb_score", "pareto"] = Field(
         "score", description="which: the best by score, by ucb_score, or by Pareto rank (then rank)"
     )
+    max_per_formula: int | None = Field(
+        1, ge=1, description="selected rows per composition at most (orderings of one composition share the "
+        "composition surrogate's values); null = no cap"
+    )
     relax: bool = Field(True, description="relax cell and positions; false: single points of the input cells")
     voltage: bool = Field(True, description="oracle voltage from the relaxed delithiated counterpart")
     extract_fraction: float = Field(

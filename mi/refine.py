@@ -2,12 +2,15 @@
 
 `refine_ranked` is one step of `mi.pipeline.screen`, run when the config has ``refine:``:
 
-1. **Select** ``refine.top_k`` ranked rows by ``score``, ``ucb_score`` or Pareto rank (then rank).
-   Formula-only rows are skipped with a note: the oracle needs a structure.
+1. **Select** ``refine.top_k`` ranked rows by ``score``, ``ucb_score`` or Pareto rank (then rank), at most
+   ``refine.max_per_formula`` per composition (default 1: a composition surrogate gives every ordering
+   of one composition the same values, so the budget would go to one chemistry). Formula-only rows are
+   skipped with a note: the oracle needs a structure.
 2. **Oracle**, chunk by chunk (``refine.chunk_size``): each candidate is one task (`mi.oracle.task`): its
    relaxation and, for a voltage, that of its delithiated counterpart. Each chunk is written atomically to
    ``<run>/refine/chunk-<n>.json`` with its ids, structure hashes and the hash of the oracle settings; a
-   ``--resume`` keeps the chunks that match and computes the rest. A task that fails is a row of
+   ``--resume`` keeps the chunks that match and computes the rest, and runs again the candidates of a kept
+   chunk that hit their time limit (a busy machine is no reason to give up on them). A task that fails is a row of
    failures.csv (stage ``oracle``) and the candidate keeps its surrogate values.
 3. **Columns** beside the surrogate's: ``oracle_formation_energy_eV_atom``, ``oracle_e_hull_eV_atom``
    (above the hull of the reference entries *and the other refined candidates*, so candidates compete on
@@ -39,10 +42,11 @@ import pandas as pd
 from pymatgen.core import Composition, Structure
 from tqdm.auto import tqdm
 
-from mi.candidates.base import Candidate, Failure, structure_hash
+from mi.candidates.base import Candidate, Failure, composition_hash, structure_hash
 from mi.config import RefineConfig, ScreenConfig
 from mi.errors import ConfigError
 from mi.export.atomic import atomic_write_csv, atomic_write_json
+from mi.oracle.base import TIME_LIMIT
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +102,26 @@ def select(ranked: pd.DataFrame, refine: RefineConfig) -> pd.DataFrame:
         order = ranked.sort_values(["pareto_rank", "rank"], kind="stable")
     else:
         order = ranked.sort_values(["score", "rank"], ascending=[False, True], kind="stable")
-    return order.head(refine.top_k)
+    if refine.max_per_formula is None or "formula" not in order.columns:
+        return order.head(refine.top_k)
+    # walk down the order only as far as needed: parsing every formula of a 100k-row ranking would cost seconds
+    taken: dict[str, int] = {}
+    picks: list[int] = []
+    for position, formula in enumerate(order["formula"]):
+        key = _composition_key(formula)
+        if taken.get(key, 0) < refine.max_per_formula:
+            taken[key] = taken.get(key, 0) + 1
+            picks.append(position)
+            if len(picks) == refine.top_k:
+                break
+    return order.iloc[picks]
+
+
+def _composition_key(formula) -> str:
+    try:  # the same for Li4Mn2CoNiO8 and Li2MnCo0.5Ni0.5O4
+        return composition_hash(Composition(str(formula)))
+    except (ValueError, KeyError):
+        return str(formula)  # an unparsable formula is its own group
 
 
 # --- the oracle, chunk by chunk -----------------------------------------------------------------------
@@ -213,7 +236,7 @@ def _oracle_runs(run_dir: Path, candidates: list[Candidate], cfg: ScreenConfig, 
     chunks = [candidates[i : i + size] for i in range(0, len(candidates), size)]
     records: list[dict] = []
     failures: list[Failure] = []
-    reused = 0
+    reused = retried = 0
     for n, chunk in enumerate(tqdm(chunks, desc="refine", unit="chunk", disable=not progress, leave=False)):
         path = folder / f"chunk-{n:06d}.json"
         ids, hashes = [c.id for c in chunk], [c.content_hash for c in chunk]
@@ -224,20 +247,29 @@ def _oracle_runs(run_dir: Path, candidates: list[Candidate], cfg: ScreenConfig, 
                 saved = {}
             if (saved.get("format") == CHUNK_FORMAT and saved.get("settings_hash") == settings_hash
                     and saved.get("ids") == ids and saved.get("content_hashes") == hashes):
-                records += saved["records"]
-                failures += [Failure(f["file"], f["record"], f["stage"], f["reason"], id=f["id"])
-                             for f in saved["failures"]]
-                reused += 1
+                kept_records, kept_failures, again = _kept(saved, chunk)
+                if not again:
+                    records += kept_records
+                    failures += kept_failures
+                    reused += 1
+                    continue
+                # only the timed-out candidates run again; the chunk is rewritten whole, in chunk order
+                new_records, new_failures = _run_chunk(oracle, again, settings)
+                retried += len(again)
+                order = {cid: k for k, cid in enumerate(ids)}
+                chunk_records = sorted(kept_records + new_records, key=lambda rec: order[rec["id"]])
+                chunk_failures = sorted(kept_failures + new_failures, key=lambda f: order.get(f.id, len(order)))
+                _write_chunk(path, settings_hash, ids, hashes, chunk_records, chunk_failures)
+                records += chunk_records
+                failures += chunk_failures
                 continue
         chunk_records, chunk_failures = _run_chunk(oracle, chunk, settings)
-        atomic_write_json(path, {"format": CHUNK_FORMAT, "settings_hash": settings_hash, "ids": ids,
-                                 "content_hashes": hashes, "records": chunk_records,
-                                 "failures": [f.as_row() for f in chunk_failures]}, indent=None)
+        _write_chunk(path, settings_hash, ids, hashes, chunk_records, chunk_failures)
         records += chunk_records
         failures += chunk_failures
     for extra in sorted(folder.glob("chunk-*.json"))[len(chunks):]:
         extra.unlink()  # chunks of an earlier run that selected more
-    info = {"chunks": len(chunks), "chunks_reused": reused, "load_factor": round(factor, 2),
+    info = {"chunks": len(chunks), "chunks_reused": reused, "retried_after_time_limit": retried, "load_factor": round(factor, 2),
             "provenance": oracle.parts()[0].provenance() if reused < len(chunks) else None}
     if records:  # the hull with the candidates needs the references even when every chunk was reused
         _, _, hull = oracle.parts()
@@ -245,6 +277,22 @@ def _oracle_runs(run_dir: Path, candidates: list[Candidate], cfg: ScreenConfig, 
         info["provenance"] = oracle.parts()[0].provenance()
         info["hull"] = hull.describe()
     return records, failures, info
+
+
+def _kept(saved: dict, chunk: list[Candidate]) -> tuple[list[dict], list[Failure], list[Candidate]]:
+    """A saved chunk's records and failures, less those of candidates that hit a time limit (returned to run)."""
+    timed_out = {f["id"] for f in saved["failures"] if TIME_LIMIT in f["reason"]}
+    records = [rec for rec in saved["records"] if rec["id"] not in timed_out]
+    failures = [Failure(f["file"], f["record"], f["stage"], f["reason"], id=f["id"])
+                for f in saved["failures"] if f["id"] not in timed_out]
+    return records, failures, [c for c in chunk if c.id in timed_out]
+
+
+def _write_chunk(path: Path, settings_hash: str, ids: list[str], hashes: list[str], records: list[dict],
+                 failures: list[Failure]) -> None:
+    atomic_write_json(path, {"format": CHUNK_FORMAT, "settings_hash": settings_hash, "ids": ids,
+                             "content_hashes": hashes, "records": records,
+                             "failures": [f.as_row() for f in failures]}, indent=None)
 
 
 def _compete_on_hull(records: list[dict], hull) -> None:
@@ -483,7 +531,10 @@ def refine_ranked(
             summary["removed"][key] = summary["removed"].get(key, 0) + int(n)
     if summary.get("streamed"):
         notes.append("refine: the merge streamed, so the re-ranking orders only the rows in ranked.csv")
-    time_hits = sum("time limit" in f.reason for f in oracle_failures)
+    if info["retried_after_time_limit"]:
+        notes.append(f"refine: resumed; {info['retried_after_time_limit']} candidates that had hit their time limit "
+                     "ran again")
+    time_hits = sum(TIME_LIMIT in f.reason for f in oracle_failures)
     if time_hits:
         notes.append(f"refine: {time_hits} oracle relaxations hit their time limit (see failures.csv; "
                      f"refine.time_limit_s {r.time_limit_s:g} s per {r.atoms_per_limit} atoms, load x{info['load_factor']})")

@@ -70,6 +70,20 @@ def test_selection_by_score_ucb_or_pareto():
         select(ranked.drop(columns="ucb_score"), RefineConfig(select="ucb_score"))
 
 
+def test_selection_takes_one_ordering_per_composition_unless_told():
+    from mi.config import RefineConfig
+    from mi.refine import select
+
+    # three orderings of one composition lead the ranking (a composition surrogate scores them alike)
+    ranked = pd.DataFrame({"id": ["o1", "o2", "o3", "f", "m"], "rank": [1, 2, 3, 4, 5],
+                           "score": [0.9, 0.9, 0.9, 0.8, 0.7],
+                           "formula": ["Li4Mn2CoNiO8", "Li2MnCo0.5Ni0.5O4", "Li4Mn2CoNiO8", "LiFePO4", "LiMn2O4"]})
+    assert list(select(ranked, RefineConfig(top_k=3))["id"]) == ["o1", "f", "m"]
+    assert list(select(ranked, RefineConfig(top_k=3, max_per_formula=2))["id"]) == ["o1", "o2", "f"]
+    assert list(select(ranked, RefineConfig(top_k=3, max_per_formula=None))["id"]) == ["o1", "o2", "o3"]
+    assert list(select(ranked, RefineConfig(top_k=9))["id"]) == ["o1", "f", "m"]
+
+
 def test_substitution_sources_and_disagreement(tmp_path):
     from mi.refine import substitute
 
@@ -188,7 +202,7 @@ def test_resume_after_a_kill_skips_refined_chunks(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_failed_relaxation_keeps_the_surrogate_values(tmp_path):
+def test_failed_relaxation_keeps_the_surrogate_values(tmp_path, monkeypatch):
     pytest.importorskip("chgnet")
     from mi.pipeline import screen
 
@@ -206,3 +220,15 @@ def test_failed_relaxation_keeps_the_surrogate_values(tmp_path):
     assert oracle["reason"].str.contains("time limit").all() and oracle["reason"].str.contains("scaled to").all()
     assert set(pd.read_csv(result.run_dir / "refined.csv")["status"]) == {"failed"}
     assert json.loads((result.run_dir / "refined_labels.json").read_text())["data"] == []
+
+    # --resume runs the candidates that hit their time limit again (a busy machine is no reason to give up)
+    import mi.oracle.task as task
+
+    real, again = task.run_task, []
+    monkeypatch.setattr(task, "run_task", lambda oracle, cand, *a, **k: (again.append(cand.id),
+                                                                        real(oracle, cand, *a, **k))[1])
+    resumed = screen(cfg, out=tmp_path / "run", progress=False, resume=True)
+    assert sorted(again) == ["LiCoO2", "LiFePO4"]
+    assert any("2 candidates that had hit their time limit ran again" in n for n in resumed.manifest["notes"])
+    failures = pd.read_csv(resumed.run_dir / "failures.csv")
+    assert sorted(failures.loc[failures["stage"] == "oracle", "id"]) == ["LiCoO2", "LiFePO4"]  # not doubled

@@ -22,6 +22,9 @@ from pymatgen.core import Structure
 
 from mi.candidates.base import Candidate, Failure
 
+# every oracle words a hit time limit with this phrase: the funnel counts such failures and retries them on --resume
+TIME_LIMIT = "time limit"
+
 
 @dataclass(frozen=True)
 class Relaxation:

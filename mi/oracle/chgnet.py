@@ -23,7 +23,7 @@ import numpy as np
 from pymatgen.core import Structure
 
 from mi.candidates.base import Candidate, Failure
-from mi.oracle.base import EnergyOracle, Relaxation
+from mi.oracle.base import TIME_LIMIT, EnergyOracle, Relaxation
 from mi.oracle.lattice import right_handed
 
 log = logging.getLogger(__name__)
@@ -204,7 +204,7 @@ class CHGNetOracle(EnergyOracle):
             steps["n"] += 1
             if self.time_limit_s is not None and time.perf_counter() - t0 > self.time_limit_s:
                 raise _LimitExceeded(
-                    f"time limit of {self.time_limit_s:g} s exceeded after {steps['n']} relaxation steps"
+                    f"{TIME_LIMIT} of {self.time_limit_s:g} s exceeded after {steps['n']} relaxation steps"
                 )
             if atoms.get_volume() > self.max_volume_ratio * start_volume:
                 raise ValueError(f"cell grew beyond {self.max_volume_ratio:g}x its starting volume (runaway)")

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pymatgen.core import Structure
 
 from mi.candidates.base import Candidate, Failure, structure_hash
-from mi.oracle.base import EnergyOracle, Relaxation
+from mi.oracle.base import TIME_LIMIT, EnergyOracle, Relaxation
 from mi.oracle.label import relaxation_row
 from mi.oracle.references import ElementalReferences, HullReferences
 from mi.oracle.voltage import average_voltage, delithiate, ions_to_remove
@@ -104,7 +104,7 @@ def _calculate(oracle: EnergyOracle, cand: Candidate, settings: TaskSettings):
 
 
 def _with_limit(reason: str, n_atoms: int, settings: TaskSettings) -> str:
-    if "time limit" not in reason or settings.time_limit_s is None:
+    if TIME_LIMIT not in reason or settings.time_limit_s is None:
         return reason
     return (f"{reason} (limit {settings.time_limit_s:g} s per {settings.atoms_per_limit} atoms, scaled to "
             f"{n_atoms} atoms and load x{max(1.0, settings.load_factor):.2g})")
