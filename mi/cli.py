@@ -129,6 +129,10 @@ def _checked(cfg):
         from mi.properties.groups import check_names as check_calculators
 
         check_calculators(cfg)
+    if getattr(cfg, "refine", None) is not None:  # builds the oracle object (no model is loaded)
+        from mi.refine import check_refine
+
+        check_refine(cfg)
     return cfg
 
 

@@ -178,10 +178,12 @@ def _start_run(cfg: ScreenConfig, *, out, strict: bool, progress: bool, resume: 
     from mi.export.rundir import open_run_dir, write_config, write_manifest
     from mi.features.sets import check_names
     from mi.properties.groups import check_names as check_calculators
+    from mi.refine import check_refine
 
     check_names(cfg)  # names only the stages know (config cannot), before the run folder is touched
     check_jobs(cfg)
     check_calculators(cfg)
+    check_refine(cfg)
     started = _now()
     t0 = time.perf_counter()
     if resume and out is None:

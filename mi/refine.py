@@ -157,17 +157,36 @@ class _Oracle:
     def parts(self):
         if self._parts is None:
             from mi.oracle.references import ElementalReferences
-            from mi.oracle.registry import get_oracle
 
             r = self.cfg.refine
-            oracle = get_oracle(r.oracle, model_name=r.model, fmax=r.fmax, max_steps=r.max_steps,
-                                time_limit_s=r.time_limit_s, max_memory_mb=r.max_memory_mb, relax_cell=True,
-                                device=r.device)
+            oracle = check_refine(self.cfg)
             cache = None if r.cache_dir in (None, "auto") else self.cfg.resolve(r.cache_dir)
             elemental = ElementalReferences(oracle, cache)
             hull = _hull(self.cfg, elemental)
             self._parts = (oracle, elemental, hull)
         return self._parts
+
+
+def check_refine(cfg: ScreenConfig):
+    """The refine section's oracle, built (no model loaded) so that a bad name, model or reference set is an
+    error at the start of a run and from `mi validate`, not after the ranking. None without ``refine:``."""
+    if cfg.refine is None:
+        return None
+    from mi.oracle.registry import get_oracle
+
+    r = cfg.refine
+    try:
+        oracle = get_oracle(r.oracle, model_name=r.model, fmax=r.fmax, max_steps=r.max_steps,
+                            time_limit_s=r.time_limit_s, max_memory_mb=r.max_memory_mb, relax_cell=True,
+                            device=r.device)
+    except ConfigError as exc:
+        raise ConfigError(f"{cfg.source}: refine: {exc}") from None
+    scale = getattr(oracle, "energy_scale", "MP2020")
+    if r.references == "mp_bundled" and scale != "MP2020":
+        raise ConfigError(f"{cfg.source}: refine.references: mp_bundled holds MP2020-corrected GGA/GGA+U energies; "
+                          f"{r.oracle} {r.model} gives {scale} energies: use oracle_elements or an entries file "
+                          "on the same scale")
+    return oracle
 
 
 def _hull(cfg: ScreenConfig, elemental):

@@ -57,6 +57,23 @@ def test_refine_config_is_off_by_default_and_strict(tmp_path):
         load_config(_config(tmp_path, "{select: best}"))
 
 
+def test_oracle_model_and_references_are_checked_before_the_run(tmp_path, capsys):
+    from mi.cli import main
+    from mi.pipeline import screen
+
+    # r2SCAN energies cannot share a hull with MP's MP2020-corrected GGA/GGA+U entries
+    path = _config(tmp_path, "{top_k: 2, model: r2scan}")
+    with pytest.raises(ConfigError, match="refine.references: mp_bundled .* r2SCAN"):
+        screen(load_config(path), out=tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()  # refused before the run folder is touched
+    assert main(["validate", str(path)]) == 2
+    assert "r2SCAN" in capsys.readouterr().err
+    ok = _config(tmp_path, "{top_k: 2, model: r2scan, references: oracle_elements}", "ok")
+    assert main(["validate", str(ok)]) == 0
+    with pytest.raises(ConfigError, match="unknown CHGNet model '9.9'.*0.3.0"):
+        screen(load_config(_config(tmp_path, "{model: '9.9'}", "bad")), out=tmp_path / "bad", progress=False)
+
+
 def test_selection_by_score_ucb_or_pareto():
     from mi.config import RefineConfig
     from mi.refine import select

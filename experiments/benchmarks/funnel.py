@@ -6,7 +6,7 @@ Eight known cathodes go through the cathode preset (`configs/cathode.yaml`, cons
 all eight reach the oracle) with ``refine: {top_k: 8}``: the Li ones in one screen, olivine NaFePO4 in a
 second screen with ``working_ion: Na``. For each ``refine.extract_fraction`` given (1.0: every
 redox-extractable ion leaves; 0.5: half of them, e.g. Li0.5CoO2) the script prints, per material, the
-surrogate's voltage (``builtin:oracle_multitask``), the oracle's, the measured one, the oracle's wall time
+surrogate's voltage (the preset's, ``builtin:voltage``), the oracle's, the measured one, the oracle's wall time
 and the rank before and after refinement; then the voltage MAEs. "accessible" picks, per material, the
 fraction cycled in practice: half for the layered oxides LiCoO2 and LiNiO2 (they are cycled to about
 Li0.5), all for the others (olivines, spinel LiMn2O4 on its 4 V plateau, LiTiS2).

@@ -2,8 +2,9 @@
 
 The weights are those that ship inside the chgnet wheel (``CHGNet.load(model_name="0.3.0")``): nothing is
 downloaded. chgnet is imported, and the model loaded, on the first calculation, never when mi is
-imported. CHGNet 0.3.0 is trained on MPtrj energies with the Materials Project 2020 corrections applied,
-so its energies are read as MP2020-compatible (`mi.oracle.label` relies on that for hulls).
+imported. CHGNet 0.3.0 (and 0.2.0) is trained on MPtrj energies with the Materials Project 2020 corrections
+applied, so its energies are read as MP2020-compatible (`mi.oracle.label` relies on that for hulls); the
+wheel's ``r2scan`` weights are fine-tuned on MP's r2SCAN energies, which share no hull with those entries.
 
 Every structure is made right-handed first (`mi.oracle.lattice.right_handed`). One structure that fails
 (an exception in the model, a non-finite energy, a cell that blows up, the time limit) becomes a
@@ -55,6 +56,9 @@ class CHGNetOracle(EnergyOracle):
     """
 
     name = "chgnet"
+    # the weights in the wheel and the energies each was trained on: MPtrj GGA/GGA+U with the MP2020
+    # corrections (so they share a hull with MP's entries), or MP's r2SCAN calculations (they cannot)
+    ENERGY_SCALES = {"0.3.0": "MP2020", "0.2.0": "MP2020", "r2scan": "r2SCAN"}
 
     def __init__(
         self,
@@ -69,6 +73,8 @@ class CHGNetOracle(EnergyOracle):
         max_volume_ratio: float = 3.0,
         max_memory_mb: float | None = 4096.0,
     ) -> None:
+        if model_name not in self.ENERGY_SCALES:
+            raise ValueError(f"unknown CHGNet model {model_name!r}; the wheel has {', '.join(self.ENERGY_SCALES)}")
         self.model_name = model_name
         self.fmax = fmax
         self.max_steps = max_steps
@@ -119,12 +125,16 @@ class CHGNetOracle(EnergyOracle):
             "cell_filter": "FrechetCellFilter" if self.relax_cell else None,
         }
 
+    @property
+    def energy_scale(self) -> str:
+        return self.ENERGY_SCALES[self.model_name]
+
     def provenance(self) -> dict:
         return {
             "oracle": self.name,
             "model": f"CHGNet {self.model_name} (weights from the chgnet wheel)",
             "chgnet_version": _package_version("chgnet"),
-            "energy_scale": "MP2020-compatible (CHGNet 0.3.0 is trained on MPtrj corrected energies)",
+            "energy_scale": self.energy_scale,
             "settings": self.settings(),
         }
 

@@ -39,5 +39,5 @@ def get_oracle(name: str, **settings: Any) -> EnergyOracle:
         factory = getattr(importlib.import_module(module), attribute)
     try:
         return factory(**settings)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise ConfigError(f"oracle {name!r}: {exc}") from None
