@@ -28,7 +28,7 @@ import pandas as pd
 import yaml
 
 from mi.candidates.base import Candidate, Failure
-from mi.config import LoopConfig
+from mi.config import LoopConfig, model_feature_sets
 from mi.errors import ConfigError, InputError
 from mi.oracle.base import Labeller
 
@@ -85,10 +85,7 @@ def read_pool(cfg: LoopConfig) -> tuple[list[Candidate], list[Failure]]:
 
 def feature_sets(cfg: LoopConfig) -> list[str]:
     """The descriptor sets the surrogate's recipe reads (none for a graph network)."""
-    model = cfg.train.model
-    if model.kind == "mlp":
-        return list(model.feature_sets)
-    return list(getattr(model, "descriptor_sets", []))
+    return model_feature_sets(cfg.train.model)
 
 
 def featurize_pool(cfg: LoopConfig, candidates: list[Candidate]) -> tuple[pd.DataFrame, list[Failure]]:

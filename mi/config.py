@@ -386,9 +386,36 @@ class CrystalGraphConfig(_Frozen):
     ensemble_size: int = Field(3, ge=1)
 
 
+class ForestModelConfig(_Frozen):
+    """Tree ensemble on descriptor feature sets (`mi.models.forest.TreeEnsemble`), fitted by scikit-learn in
+    one go (no epochs, optimiser or loss); one forest per target, the std the spread of its trees."""
+
+    kind: Literal["forest"] = "forest"
+    feature_sets: list[str] = Field(default_factory=lambda: ["composition"], min_length=1)
+    algorithm: Literal["random_forest", "extra_trees"] = "random_forest"
+    trees: int = Field(300, ge=2, description="trees per target; their spread is the std")
+    min_samples_leaf: int = Field(1, ge=1, description="larger: fewer nodes (a smaller checkpoint), smoother")
+    max_features: float | Literal["sqrt", "log2"] = Field(1.0, description="features tried per split (fraction)")
+    max_depth: int | None = Field(None, ge=1)
+
+    feature_set_fields: ClassVar[tuple[str, ...]] = ("feature_sets",)
+
+    @field_validator("max_features")
+    @classmethod
+    def _fraction(cls, value: float | str) -> float | str:
+        if isinstance(value, float) and not 0 < value <= 1:
+            raise ValueError(f"max_features {value} must be a fraction in (0, 1], sqrt or log2")
+        return value
+
+
 SurrogateModelConfig = Annotated[
-    MLPModelConfig | ElementAttentionConfig | CrystalGraphConfig, Field(discriminator="kind")
+    MLPModelConfig | ElementAttentionConfig | CrystalGraphConfig | ForestModelConfig, Field(discriminator="kind")
 ]
+
+
+def model_feature_sets(model: BaseModel) -> list[str]:
+    """The descriptor feature sets a surrogate model config reads (its `feature_set_fields`); [] for none."""
+    return [name for field in getattr(model, "feature_set_fields", ()) for name in getattr(model, field)]
 
 
 class SplitConfig(_Frozen):
@@ -447,6 +474,12 @@ class TrainConfig(_Frozen):
         if isinstance(value, dict) and "kind" not in value:
             return {**value, "kind": "mlp"}
         return value
+
+    @model_validator(mode="after")
+    def _forest_has_no_std_head(self) -> TrainConfig:
+        if self.model.kind == "forest" and self.loss in ("robust_l1", "gaussian_nll"):
+            raise ValueError(f"loss {self.loss!r}: a forest has no std head (its std is the trees' spread)")
+        return self
 
 
 class ModelConfig(_Frozen):

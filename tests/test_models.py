@@ -326,5 +326,5 @@ def test_every_model_kind_reads_inputs_training_builds_and_an_unknown_kind_is_re
     from mi.models.nets import model_class, model_kinds
 
     assert {cls.input_kind for cls in model_kinds().values()} == {"features", "composition", "graph"}
-    with pytest.raises(ConfigError, match="unknown model kind 'transformer9000' \\(known: mlp, element_attention, cgcnn\\)"):
+    with pytest.raises(ConfigError, match="unknown model kind 'transformer9000' \\(known: mlp, element_attention, cgcnn, forest\\)"):
         model_class("transformer9000")

@@ -3,6 +3,7 @@
 * `mi.models.surrogate`: `EnsembleNet` (ensembles with normalisers inside), `EnsembleMLP`, `Surrogate`;
 * `mi.models.element_net`: element-attention set network on compositions;
 * `mi.models.graph_net`: crystal graph network on structures;
+* `mi.models.forest`: tree ensembles fitted by scikit-learn, carried as node arrays, walked in numpy;
 * `mi.models.inputs`: what each kind reads (descriptors, compositions, graphs) and its batching;
 * `mi.models.checkpoint`, `mi.models.train`, `mi.models.datasets`, `mi.models.evaluate`, `mi.models.device`.
 

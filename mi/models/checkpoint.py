@@ -5,7 +5,7 @@ Layout (format version 2)::
     {
       "format": "mi.surrogate",       # tells a checkpoint of ours from any other torch file
       "format_version": 2,
-      "model_kind": "mlp",            # mlp | element_attention | cgcnn (mi.models.nets)
+      "model_kind": "mlp",            # mlp | element_attention | cgcnn | forest (mi.models.nets)
       "model_config": {...},          # <class of model_kind>(**model_config)
       "state_dict": {...},            # weights and the normaliser buffers, CPU tensors
       "featurizer": {...},            # what the model reads: {"inputs": "features" | "composition" | "graph", ...}

@@ -96,6 +96,10 @@ class EnsembleNet(nn.Module):
         """One member's raw outputs, shape (n, n_outputs): standardised means, then log stds if heteroscedastic."""
         raise NotImplementedError
 
+    def run_members(self, prepared: Any) -> torch.Tensor:
+        """Every member's raw outputs, (members, n, n_outputs); a kind that can run them together overrides it."""
+        return torch.stack([self.run_member(i, prepared) for i in range(self.ensemble_size)])
+
     def split_outputs(self, outputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(standardised means, log stds or None) from `run_member` outputs (any leading dimensions)."""
         mean = outputs[..., : self.n_targets]
@@ -114,7 +118,7 @@ class EnsembleNet(nn.Module):
 
     def forward(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         prepared = self.prepare(batch)
-        return self.combine(torch.stack([self.run_member(i, prepared) for i in range(self.ensemble_size)]))
+        return self.combine(self.run_members(prepared))
 
 
 class EnsembleMLP(EnsembleNet):

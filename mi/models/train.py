@@ -14,9 +14,13 @@
    in units of the target's std, averaged over targets), the best weights of each member kept, a member
    stopped after ``patience`` epochs without improvement (``validate_epoch``); a row of metrics.csv and an
    atomically written resume.pt (model, optimiser, schedule, epoch, best scores, RNG states) in the run folder;
-6. ``best_and_calibrated``: each member's best weights restored, the predicted std scaled so that 68.3 % of
-   validation errors fall within one std (``recalibrate``); ``training_metrics``: validation and test metrics;
+6. ``restore_best``: each member's best weights restored; ``calibrated``: the predicted std scaled so that
+   68.3 % of validation errors fall within one std (``recalibrate``); ``training_metrics``: validation and
+   test metrics;
 7. ``package``: the `Surrogate` (on the CPU) with its card and its domain of applicability (``fit_domain``).
+
+A forest (``kind: forest``) has no epochs: ``fit_forest`` replaces steps 4 to 6's first half (scikit-learn
+fits its trees on the training rows; `mi.models.forest`); the same split, calibration, metrics and domain follow.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from pymatgen.core import Composition
 from tqdm.auto import tqdm
 
 from mi.candidates.base import Candidate, Failure, composition_hash
-from mi.config import TrainConfig, TrainRunConfig
+from mi.config import TrainConfig, TrainRunConfig, model_feature_sets
 from mi.errors import ConfigError, InputError
 from mi.models import inputs as model_inputs
 from mi.models.checkpoint import save_checkpoint
@@ -102,7 +106,7 @@ def prepare_data(cfg: TrainConfig, dataset: Dataset) -> TrainingData:
 
     candidates, failures = dataset.candidates()
     model = cfg.model
-    descriptor_sets = list(model.feature_sets if model.kind == "mlp" else getattr(model, "descriptor_sets", []))
+    descriptor_sets = model_feature_sets(model)
     feature_sets = {name: FEATURE_SETS[name].version for name in descriptor_sets}
     feature_names: list[str] = []
     x = None
@@ -248,7 +252,7 @@ def member_outputs(module: EnsembleNet, inputs: Any, rows: np.ndarray, device: t
     parts = []
     for start in range(0, len(rows), size):
         prepared = module.prepare(model_inputs.to_device(inputs.batch(rows[start : start + size]), device))
-        parts.append(torch.stack([module.run_member(i, prepared) for i in range(module.ensemble_size)]).float().cpu())
+        parts.append(module.run_members(prepared).float().cpu())
     if not parts:
         return torch.empty(module.ensemble_size, 0, module.n_outputs)
     return torch.cat(parts, dim=1)
@@ -509,14 +513,32 @@ def run_epochs(cfg: TrainConfig, opt: Optimisation, data: TrainingData, data_sha
     bar.close()
 
 
-def best_and_calibrated(cfg: TrainConfig, opt: Optimisation, data: TrainingData, device: torch.device):
-    """Step 6: each member's best weights; the predicted std scaled so that 68.3 % of validation errors fall
-    within one std (``recalibrate``). Returns the module on the CPU and the calibration record."""
+def restore_best(opt: Optimisation) -> dict[str, Any]:
+    """Step 6 of a network: each member's best weights. Returns how training went, for the metrics."""
     module = opt.module
     for i in range(module.ensemble_size):
         module.members[i].load_state_dict(opt.best[i]["state"])
+    return {
+        "member_val_score": [float(b["score"]) for b in opt.best],
+        "best_epochs": [int(b["epoch"]) + 1 for b in opt.best],
+        "amp": str(opt.amp_dtype).replace("torch.", "") if opt.use_amp else "off",
+    }
+
+
+def fit_forest(cfg: TrainConfig, module: EnsembleNet, data: TrainingData, split: Split) -> dict[str, Any]:
+    """Steps 4 to 6 of a forest: scikit-learn fits its trees on the training rows in one go (no epochs);
+    `TreeEnsemble.fit_trees` takes them over as arrays. Returns what was grown, for the metrics."""
+    forests = module.fit_trees(_subset_inputs(data.inputs, split.train), data.targets[split.train], seed=cfg.seed,
+                               n_jobs=torch.get_num_threads())
+    return {"n_nodes": module.n_nodes,
+            "max_depth": max(tree.tree_.max_depth for forest in forests for tree in forest.estimators_)}
+
+
+def calibrated(cfg: TrainConfig, module: EnsembleNet, data: TrainingData, val_rows: np.ndarray,
+               device: torch.device) -> tuple[EnsembleNet, dict[str, Any]]:
+    """Step 6: the predicted std scaled so that 68.3 % of validation errors fall within one std
+    (``recalibrate``). Returns the module on the CPU and the calibration record."""
     module.eval()
-    val_rows = opt.split.val
     outputs = member_outputs(module, data.inputs, val_rows, device).to(device)
     val_mean, val_std = (t.cpu().numpy() for t in module.combine(outputs))
     y_val = data.targets[val_rows].numpy().astype(float)
@@ -534,20 +556,17 @@ def best_and_calibrated(cfg: TrainConfig, opt: Optimisation, data: TrainingData,
     return module, calibration
 
 
-def training_metrics(opt: Optimisation, data: TrainingData, calibration: dict[str, Any], device: torch.device,
-                     seconds: float) -> dict[str, Any]:
-    """Step 6: validation (and test) metrics of the calibrated ensemble, and how training went."""
-    module, split = opt.module, opt.split
+def training_metrics(module: EnsembleNet, split: Split, data: TrainingData, calibration: dict[str, Any],
+                     history: dict[str, Any], device: torch.device, seconds: float) -> dict[str, Any]:
+    """Step 6: validation (and test) metrics of the calibrated ensemble, and how training went (`history`)."""
     metrics: dict[str, Any] = {
         "val": _split_metrics(module, data, split.val),
         "calibration": calibration,
-        "member_val_score": [float(b["score"]) for b in opt.best],
-        "best_epochs": [int(b["epoch"]) + 1 for b in opt.best],
+        **history,
         "n_train": int(len(split.train)),
         "n_val": int(len(split.val)),
         "n_test": int(len(split.test)),
         "device": str(device),
-        "amp": str(opt.amp_dtype).replace("torch.", "") if opt.use_amp else "off",
         "train_seconds": round(seconds, 1),
     }
     if len(split.test):
@@ -556,8 +575,8 @@ def training_metrics(opt: Optimisation, data: TrainingData, calibration: dict[st
     return metrics
 
 
-def package(cfg: TrainConfig, dataset: Dataset, data: TrainingData, data_sha256: str, opt: Optimisation,
-            metrics: dict[str, Any], training_info: dict[str, Any] | None) -> Surrogate:
+def package(cfg: TrainConfig, dataset: Dataset, data: TrainingData, data_sha256: str, module: EnsembleNet,
+            split: Split, metrics: dict[str, Any], training_info: dict[str, Any] | None) -> Surrogate:
     """Step 7: the `Surrogate`: module, card (targets, units, features, data, recipe, metrics) and the domain
     of applicability (`fit_domain`)."""
     spec = SurrogateSpec(
@@ -572,13 +591,13 @@ def package(cfg: TrainConfig, dataset: Dataset, data: TrainingData, data_sha256:
             "n_rows": int(len(dataset)),
             "n_used": int(len(data.ids)),
             "n_failed": len(data.failures),
-            "split": {"kind": cfg.split.kind, "seed": int(opt.split.seed)},
+            "split": {"kind": cfg.split.kind, "seed": int(split.seed)},
             "recipe": cfg.model_dump(mode="json"),
             "metrics": metrics,
         },
     )
-    domain = fit_domain(opt.module, data, opt.split.train, opt.split.val, seed=cfg.seed)
-    return Surrogate(opt.module, spec, domain)
+    domain = fit_domain(module, data, split.train, split.val, seed=cfg.seed)
+    return Surrogate(module, spec, domain)
 
 
 def train(
@@ -598,6 +617,8 @@ def train(
     started = time.perf_counter()
     device = resolve_device(cfg.device)
     run_dir = Path(run_dir) if run_dir is not None else None
+    if resume and cfg.model.kind == "forest":
+        raise InputError("--resume: a forest is fitted in one go, there is nothing to resume; train without --resume")
     if resume and (run_dir is None or not (run_dir / RESUME_FILE).is_file()):
         raise InputError(f"--resume: no {RESUME_FILE} in {run_dir} to resume from")
     data = prepare_data(cfg, dataset)
@@ -606,13 +627,17 @@ def train(
         raise InputError(f"training needs at least two usable rows with a target, got {len(data.ids)}")
     split = split_data(cfg, data)
     module = build_model(cfg, data, split, device)
-    opt = start_optimisation(cfg, module, split, device)
-    if resume:
-        resume_optimisation(run_dir / RESUME_FILE, cfg, opt, data_sha256, device)
-    run_epochs(cfg, opt, data, data_sha256, device, run_dir, progress)
-    module, calibration = best_and_calibrated(cfg, opt, data, device)
-    metrics = training_metrics(opt, data, calibration, device, time.perf_counter() - started)
-    return package(cfg, dataset, data, data_sha256, opt, metrics, training_info), metrics
+    if cfg.model.kind == "forest":
+        history = fit_forest(cfg, module, data, split)
+    else:
+        opt = start_optimisation(cfg, module, split, device)
+        if resume:
+            resume_optimisation(run_dir / RESUME_FILE, cfg, opt, data_sha256, device)
+        run_epochs(cfg, opt, data, data_sha256, device, run_dir, progress)
+        split, history = opt.split, restore_best(opt)  # a resumed run keeps the split it started with
+    module, calibration = calibrated(cfg, module, data, split.val, device)
+    metrics = training_metrics(module, split, data, calibration, history, device, time.perf_counter() - started)
+    return package(cfg, dataset, data, data_sha256, module, split, metrics, training_info), metrics
 
 
 @torch.no_grad()
