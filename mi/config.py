@@ -494,6 +494,10 @@ class ModelConfig(_Frozen):
     columns: list[str] | None = Field(
         None, description="contribute only these targets of the model (another model predicts the rest)"
     )
+    blend: bool = Field(
+        False, description="a column this model shares with other blend entries is their average (mean of the "
+        "means; std from the mean variance plus the spread of the means; in domain where every model is)"
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -234,7 +234,7 @@ def _model_refs(cfg: ScreenConfig, trained: dict[str, Path]):
         else:
             spec = entry.checkpoint
             label = spec if spec.startswith("builtin:") else str(cfg.resolve(spec).resolve())
-        refs.append(ModelRef(key, label, entry.device, columns))
+        refs.append(ModelRef(key, label, entry.device, columns, blend=entry.blend))
     return check_models(refs)
 
 

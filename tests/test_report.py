@@ -145,7 +145,8 @@ def test_electrolyte_screen_ranks_by_stability_window(electrolyte_run):
     # the preset's models predict every column it ranks by: nothing is skipped for a missing column
     assert not any("skipped" in n for n in manifest["notes"])
     assert all(r["log10_conductivity_S_cm"] not in ("", "nan") for r in ranked)
-    assert [c["checkpoint"] for c in manifest["checkpoints"]] == ["builtin:mp_stability", "builtin:obelix_conductivity"]
+    assert [c["checkpoint"] for c in manifest["checkpoints"]] == [
+        "builtin:mp_stability", "builtin:obelix_conductivity", "builtin:obelix_attention"]
     _self_contained((out / "report.html").read_text(encoding="utf-8"))
     assert len(list((out / "passport").glob("*.json"))) == min(5, len(ranked))
 

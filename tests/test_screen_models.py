@@ -85,6 +85,42 @@ models:
         check_models([ModelRef("models[0]", "builtin:oracle_multitask", columns=("conductivity",))])
 
 
+def test_blended_models_average_a_shared_column_as_a_mixture(tmp_path):
+    from mi.models.screen_models import ScreenModels
+
+    blend = """model: {checkpoint: "builtin:formation_enthalpy"}
+models:
+  - {checkpoint: "builtin:mp_stability", columns: [formation_energy_eV_atom], blend: true}
+  - {checkpoint: "builtin:oracle_multitask", columns: [formation_energy_eV_atom], blend: true}"""
+    cfg = _config(tmp_path, blend)
+    refs = check_models(model_refs(cfg))  # no clash: both entries blend
+    models = ScreenModels.load(refs)
+    assert models.targets == ["formation_enthalpy_eV_atom", "formation_energy_eV_atom"]
+    from mi.candidates.base import Candidate, composition_hash
+
+    cands = [Candidate(f, "t", f, Composition(f), None, composition_hash(Composition(f))) for f in FORMULAS]
+    got = models.predict(None, cands)
+    assert not got.columns.duplicated().any()
+    parts = [s.predict(candidates=cands) for s in models.surrogates[1:]]
+    c = "formation_energy_eV_atom"
+    means = np.stack([p[c].to_numpy() for p in parts])
+    stds = np.stack([p[f"{c}_std"].to_numpy() for p in parts])
+    assert np.allclose(got[c], means.mean(axis=0))
+    assert np.allclose(got[f"{c}_std"] ** 2, (stds**2).mean(axis=0) + means.var(axis=0))  # disagreement widens it
+    assert (got[f"{c}_std"] >= stds.min(axis=0)).all()
+    # in domain only where both models are (the multitask model knows 104 oxides: most formulas are outside it)
+    flags = np.stack([p[f"{c}_in_domain"].to_numpy(dtype=bool) for p in parts])
+    assert (got[f"{c}_in_domain"].to_numpy(dtype=bool) == flags.all(axis=0)).all()
+    # the column no other model predicts is passed through as it was
+    alone = models.surrogates[0].predict(candidates=cands)
+    assert (got["formation_enthalpy_eV_atom_std"] == alone["formation_enthalpy_eV_atom_std"]).all()
+    # one entry without blend: the clash is an error again, and says how to blend
+    with pytest.raises(ConfigError, match="blend: true"):
+        check_models(model_refs(_config(tmp_path, blend.replace(", blend: true}", "}", 1))))
+    ranked = screen(cfg, out=tmp_path / "run", progress=False).ranked
+    assert ranked[c].notna().all() and list(ranked.columns).count(c) == 1
+
+
 def test_out_of_domain_candidate_is_flagged_in_a_screen(tmp_path):
     result = screen(_config(tmp_path, TWO), out=tmp_path / "run", progress=False)
     flags = result.ranked.set_index("id")["formation_enthalpy_eV_atom_in_domain"]

@@ -226,11 +226,12 @@ def task_ehull(args) -> dict:
     return out
 
 
-def task_obelix(args, recipe: str = "train_obelix.yaml", cif_only: bool = False, blend: list[str] = ()) -> dict:
-    """5-fold grouped CV of the recipe against the RF; with `blend` (overrides of the recipe), also the recipe
-    with those overrides and the average of the two predictions."""
+def task_obelix(args, recipe: str = "train_obelix.yaml", cif_only: bool = False, blend: list[str] = (),
+                blend_recipe: str | None = None) -> dict:
+    """5-fold grouped CV of the recipe against the RF; with `blend_recipe` (another recipe in configs/) or
+    `blend` (overrides of the recipe, or of `blend_recipe`), also that partner and the average of the two."""
     run, cfg = _recipe(recipe, args)
-    blend_cfg = _recipe(recipe, args, blend)[1] if blend else None
+    blend_cfg = _recipe(blend_recipe or recipe, args, blend)[1] if blend or blend_recipe else None
     dataset = _dataset(run)
     (target,) = dataset.targets
     y = dataset.frame[target].to_numpy(dtype=float)

@@ -573,7 +573,8 @@ def models_section(models: Sequence[Mapping[str, Any]], ranked: pd.DataFrame) ->
         source = training.get("data") or dataset.get("name", "?")
         parts.append(
             f"<div class='card'><b>{_e(model.get('key'))}</b>: <code>{_e(model.get('checkpoint'))}</code> "
-            f"<span class='small'>({_e(card.get('model_kind', '?'))}, {_e(model.get('sha256', ''))[:19]}…)</span>"
+            f"<span class='small'>({_e(card.get('model_kind', '?'))}, {_e(model.get('sha256', ''))[:19]}…)"
+            f"{'; blended: a column it shares with other blend entries is their average' if model.get('blend') else ''}</span>"
             f"<p class='small'>{_e(training.get('description', ''))} Trained on {_e(source)}: "
             f"{_e(training.get('n_used', training.get('n_rows', '?')))} rows. "
             f"Licence: {_e(training.get('licence', 'not stated'))}. {_e(training.get('attribution', ''))}</p>"

@@ -2,8 +2,11 @@
 
 A screen names its models with ``model:`` (one) and ``models:`` (a list); each entry is a checkpoint
 (``builtin:<name>`` or a path) and may keep only some of its targets (``columns:``). Two models predicting
-the same column is a config error naming both entries, unless ``columns:`` picks one. `ModelRef` is the
-picklable reference a worker process or a Ray task loads the models from; `ScreenModels` is the loaded set.
+the same column is a config error naming both entries, unless ``columns:`` picks one or every entry that
+predicts it says ``blend: true``: the column is then their average, read as an equal mixture of the models'
+normal predictions (mean of the means; variance = mean of the variances + variance of the means, so models
+that disagree widen the std) and in domain only where every model is. `ModelRef` is the picklable reference
+a worker process or a Ray task loads the models from; `ScreenModels` is the loaded set.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ class ModelRef:
     device: str = "auto"
     columns: tuple[str, ...] | None = None  # None: every target
     sha256: str | None = None  # the checkpoint file's, once known
+    blend: bool = False  # average the columns it shares with other blend entries
 
 
 def model_refs(cfg) -> list[ModelRef]:
@@ -38,7 +42,8 @@ def model_refs(cfg) -> list[ModelRef]:
             continue
         spec = entry.checkpoint
         label = spec if spec.startswith("builtin:") else str(cfg.resolve(spec).resolve())
-        refs.append(ModelRef(key, label, entry.device, tuple(entry.columns) if entry.columns is not None else None))
+        refs.append(ModelRef(key, label, entry.device, tuple(entry.columns) if entry.columns is not None else None,
+                             blend=entry.blend))
     return refs
 
 
@@ -49,7 +54,7 @@ def check_models(refs: Sequence[ModelRef]) -> list[ModelRef]:
     """
     from mi.models.checkpoint import checkpoint_targets
 
-    owner: dict[str, str] = {}
+    owner: dict[str, ModelRef] = {}
     checked = []
     for ref in refs:
         targets, sha256 = checkpoint_targets(ref.label)  # without torch: validation stays fast
@@ -60,13 +65,13 @@ def check_models(refs: Sequence[ModelRef]) -> list[ModelRef]:
                 f"{ref.key}.columns: {ref.label} does not predict {', '.join(unknown)} (it predicts {', '.join(targets)})"
             )
         for column in columns:
-            if column in owner:
+            first = owner.setdefault(column, ref)
+            if first is not ref and not (first.blend and ref.blend):
                 raise ConfigError(
-                    f"{owner[column]} and {ref.key} ({ref.label}) both predict {column}: pick one with 'columns:' "
-                    f"on a model entry"
+                    f"{first.key} and {ref.key} ({ref.label}) both predict {column}: pick one with 'columns:' "
+                    f"on a model entry, or average them with 'blend: true' on both"
                 )
-            owner[column] = f"{ref.key}"
-        checked.append(ModelRef(ref.key, ref.label, ref.device, tuple(columns), sha256))
+        checked.append(ModelRef(ref.key, ref.label, ref.device, tuple(columns), sha256, ref.blend))
     return checked
 
 
@@ -91,8 +96,8 @@ class ScreenModels:
 
     @property
     def targets(self) -> list[str]:
-        """Every predicted column, in model order."""
-        return [c for ref, s in zip(self.refs, self.surrogates) for c in (ref.columns or s.targets)]
+        """Every predicted column, in model order (a blended one once)."""
+        return list(dict.fromkeys(c for ref, s in zip(self.refs, self.surrogates) for c in (ref.columns or s.targets)))
 
     @property
     def feature_sets(self) -> list[str]:
@@ -114,7 +119,8 @@ class ScreenModels:
             frames.append(predicted[[c for c in predicted.columns if _target_of(c, surrogate.targets) in keep]])
         if not frames:
             return pd.DataFrame(index=features.index)
-        return pd.concat(frames, axis=1)
+        out = pd.concat(frames, axis=1)
+        return _blended(out, self.targets) if out.columns.duplicated().any() else out
 
     def cards(self) -> list[dict]:
         """Per model: key, checkpoint, sha256, columns contributed and the card's provenance and metrics."""
@@ -124,8 +130,36 @@ class ScreenModels:
         for ref in self.refs:
             card = checkpoint_card(ref.label)
             out.append({"key": ref.key, "checkpoint": ref.label, "sha256": card["sha256"], "columns": list(ref.columns or ()),
-                        "card": card})
+                        "blend": ref.blend, "card": card})
         return out
+
+
+def _blended(frame: pd.DataFrame, targets: Sequence[str]) -> pd.DataFrame:
+    """One column per name: the blend of the models that predict it (see the module docstring); a model
+    without a value for a row (e.g. a structure model on a formula) leaves that row to the others."""
+    import warnings
+
+    import numpy as np
+    import pandas as pd
+
+    out = {}
+    with warnings.catch_warnings():  # a row no model predicts stays NaN, without "mean of empty slice"
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for target in targets:
+            own = [c for c in (target, f"{target}_std", f"{target}_in_domain") if c in frame.columns]
+            if (frame.columns == target).sum() == 1:  # one model: its columns as they are
+                out.update({c: frame[c] for c in own})
+                continue
+            means = frame.loc[:, [target]].to_numpy(dtype=float)  # rows x models predicting it
+            out[target] = np.nanmean(means, axis=1)
+            if f"{target}_std" in frame.columns:
+                stds = frame.loc[:, [f"{target}_std"]].to_numpy(dtype=float)
+                out[f"{target}_std"] = np.sqrt(np.nanmean(stds**2, axis=1) + np.nanvar(means, axis=1))
+            if f"{target}_in_domain" in frame.columns:
+                flags = frame.loc[:, [f"{target}_in_domain"]].astype("boolean")
+                known = flags.notna().any(axis=1)
+                out[f"{target}_in_domain"] = flags.fillna(True).all(axis=1).astype("boolean").where(known, pd.NA)
+    return pd.DataFrame(out, index=frame.index)
 
 
 def _target_of(column: str, targets: Sequence[str]) -> str:
