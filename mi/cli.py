@@ -174,7 +174,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from mi.models.screen_models import check_models, model_refs
 
     refs = check_models(model_refs(cfg))  # checkpoints readable, columns known, no column predicted twice
-    predicted = ", ".join(f"{r.key}: {', '.join(r.columns or ())}" for r in refs)
+    predicted = ", ".join(f"{r.key}: {', '.join(r.columns or ())}{' (blended)' if r.blend else ''}" for r in refs)
     print(
         f"{args.config}: valid screening config {cfg.name!r}: {len(cfg.candidates.sources)} source(s), "
         f"{len(cfg.ranking.objectives)} objective(s), {len(cfg.ranking.constraints)} constraint(s)"
