@@ -89,9 +89,16 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def atomic_write_csv(path: str | Path, frame: pd.DataFrame) -> Path:
-    """`frame` as CSV without the index; missing values are empty fields."""
-    return atomic_write_text(path, frame.to_csv(index=False, lineterminator="\n"))
+def atomic_write_csv(path: str | Path, frame: pd.DataFrame, columns: list | None = None, block: int = 8192) -> Path:
+    """`frame` (its `columns`, in that order, if given) as CSV without the index; missing values are empty
+    fields. Written `block` rows at a time: no copy of a wide table or of its whole text."""
+    with atomic_file(path, "w", encoding="utf-8", newline="") as handle:
+        for start in range(0, max(len(frame), 1), block):
+            part = frame.iloc[start : start + block]
+            (part if columns is None else part[columns]).to_csv(
+                handle, index=False, header=start == 0, lineterminator="\n"
+            )
+    return Path(path)
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -137,11 +144,79 @@ def atomic_write_json(path: str | Path, obj: Any, indent: int | None = 2) -> Pat
     return atomic_write_text(path, text + "\n")
 
 
+def _json_cell(value: Any) -> str:
+    """One table cell as `atomic_write_json` writes it (a scalar: no indentation inside)."""
+    kind = type(value)
+    if kind is float:
+        return repr(value) if math.isfinite(value) else "null"
+    if kind is str:
+        return json.dumps(value, ensure_ascii=False)
+    if kind in (int, bool) or value is None:
+        return json.dumps(value)
+    value = to_jsonable(value)
+    if isinstance(value, (list, dict)):
+        raise _NotScalar
+    return json.dumps(value, allow_nan=False, ensure_ascii=False)
+
+
+class _NotScalar(Exception):
+    pass
+
+
+def _json_cells(column: pd.Series) -> list[str]:
+    """`_json_cell` of every value of a column; numpy float, int and bool columns without a call per value."""
+    import numpy as np
+
+    kind = column.dtype.kind if isinstance(column.dtype, np.dtype) else ""
+    values = column.tolist()  # numpy scalars as Python ones
+    if kind == "f":
+        cells = list(map(float.__repr__, values))
+        for i in np.flatnonzero(~np.isfinite(column.to_numpy())):
+            cells[i] = "null"
+        return cells
+    if kind in "iu" and kind:
+        return list(map(int.__repr__, values))
+    if kind == "b":
+        return ["true" if v else "false" for v in values]
+    return [_json_cell(v) for v in values]
+
+
+def atomic_write_json_records(
+    path: str | Path, frame: pd.DataFrame, columns: list | None = None, block: int = 2048
+) -> Path:
+    """`frame`'s rows (its `columns`, in that order, if given) as a list of records: the bytes
+    `atomic_write_json(path, records)` writes (indent 2), `block` rows at a time, column by column from
+    plain Python scalars instead of a recursive walk and the pure-Python indenting encoder (seconds for
+    ranked.json of 100,000 rows and 140 columns, and all of it in memory at once). A table with a cell
+    that is not a scalar goes through `atomic_write_json`."""
+    selected = list(frame.columns) if columns is None else list(columns)
+    names = [str(c) for c in selected]
+    keys = [f"    {json.dumps(c, ensure_ascii=False)}: " for c in names]
+    if len(frame) and names and len(set(names)) == len(names):
+        try:
+            with atomic_file(path, "w", encoding="utf-8", newline="") as handle:
+                handle.write("[")
+                for start in range(0, len(frame), block):
+                    part = frame.iloc[start : start + block]
+                    part = part if columns is None else part[selected]
+                    cells = [list(map(k.__add__, _json_cells(part.iloc[:, c]))) for c, k in enumerate(keys)]
+                    rows = map(",\n".join, zip(*cells))
+                    handle.write(("\n  {\n" if start == 0 else ",\n  {\n") + "\n  },\n  {\n".join(rows) + "\n  }")
+                handle.write("\n]\n")
+            return Path(path)
+        except _NotScalar:
+            pass
+    table = frame if columns is None else frame[selected]
+    records = [dict(zip(names, row)) for row in table.itertuples(index=False, name=None)]
+    return atomic_write_json(path, records)
+
+
 __all__ = [
     "atomic_file",
     "atomic_write_bytes",
     "atomic_write_csv",
     "atomic_write_json",
+    "atomic_write_json_records",
     "atomic_write_text",
     "sha256_file",
     "to_jsonable",

@@ -284,8 +284,13 @@ def _process_chunks(run: _Run, chunks) -> None:
     first = next(chunks, None)
     if first is None:
         return
+    second = next(chunks, None)
+    if second is not None:  # more than one chunk: worker processes start while the models load here
+        from mi.execution.local import start_workers_early
+
+        start_workers_early(run.cfg)
     _load_models(run)
-    pending = _pending_chunks(run, itertools.chain([first], chunks))
+    pending = _pending_chunks(run, itertools.chain([first], [second] if second is not None else [], chunks))
     first_job = next(pending, None)
     if first_job is None:  # every chunk reused
         return
@@ -438,11 +443,12 @@ def _refine(run: _Run, ranked: pd.DataFrame, summary: dict, shards: list[Path]) 
 def _export(run: _Run, ranked: pd.DataFrame, summary: dict, shards: list[Path]) -> None:
     """Export: ranked.csv/json, removed.csv, the top CIFs and the report with its passports."""
     from mi.execution.merge import structures_of
+    from mi.execution.shards import removed_files
     from mi.export.rundir import write_ranked, write_removed, write_top_cifs
 
     cfg = run.cfg
     write_ranked(run.dir, ranked, run.models.targets, cfg.export.write_json)
-    write_removed(run.dir, (run.records[i] for i in sorted(run.records)))
+    write_removed(run.dir, removed_files(run.dir, [run.records[i] for i in sorted(run.records)]))
     if cfg.export.top_cif:
         top_ids = set(ranked["id"].astype(str).head(cfg.ranking.top_k)) if len(ranked) else set()
         _, cif_failures = write_top_cifs(run.dir, ranked, structures_of(shards, top_ids), cfg.ranking.top_k)

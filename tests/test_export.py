@@ -126,6 +126,35 @@ def test_atomic_json_handles_nan_and_numpy(tmp_path):
     }
 
 
+def test_json_records_are_the_bytes_of_atomic_write_json(tmp_path):
+    from mi.files import atomic_write_json_records
+
+    n = 11
+    frame = pd.DataFrame({
+        "rank": np.arange(1, n + 1),
+        "id": [f"id-{i}" if i % 3 else f'Li\u2082O "{i}"' for i in range(n)],
+        "x": [0.1, np.nan, np.inf, -np.inf, -0.0, 1e16, 1e-7, 123456789.125, 2.0, 1 / 3, -5.5],
+        "flag": [bool(i % 2) for i in range(n)],
+        "small": np.arange(n, dtype=np.float32) / 4,
+        "maybe": pd.array([1, None] * 5 + [7], dtype="Int64"),
+        "mixed": [None, True, 1.5, "t", np.nan, np.inf, np.int64(3), np.bool_(False), pd.NA, np.float32(0.5), 2],
+    })
+
+    def reference(table, path):
+        return atomic_write_json(path, [dict(zip(table.columns, r)) for r in table.itertuples(index=False, name=None)])
+
+    for table in (frame, frame.iloc[:0], frame.iloc[:1], frame.iloc[:, :0], frame.assign(cell=[[1, 2]] * n)):
+        fast = atomic_write_json_records(tmp_path / "fast.json", table, block=4)  # several blocks
+        assert fast.read_bytes() == reference(table, tmp_path / "slow.json").read_bytes()
+    assert json.loads(fast.read_text())[0]["cell"] == [1, 2]  # not a scalar: the general writer
+    order = ["x", "id", "rank"]  # a selection in another order: no reordered copy, the same bytes
+    fast = atomic_write_json_records(tmp_path / "fast.json", frame, columns=order, block=3)
+    assert fast.read_bytes() == reference(frame[order], tmp_path / "slow.json").read_bytes()
+    fast = atomic_write_csv(tmp_path / "fast.csv", frame, columns=order, block=3)
+    assert fast.read_text() == frame[order].to_csv(index=False, lineterminator="\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fast.csv", "fast.json", "slow.json"]
+
+
 def test_atomic_csv(tmp_path):
     frame = pd.DataFrame({"a": [1, 2], "b": [np.nan, "x"]})
     path = atomic_write_csv(tmp_path / "t.csv", frame)

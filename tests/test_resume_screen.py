@@ -93,3 +93,26 @@ def test_resume_refuses_a_checkpoint_changed_since_the_shards_were_written(tmp_p
     shutil.copy(builtin / "formation_enthalpy.pt", model)  # retrained in place: same path, other bytes
     with pytest.raises(MiError, match="checkpoint_sha256"):
         screen(load_config(DEMO, overrides), out=first.run_dir, progress=False, resume=True)
+
+
+def test_removed_rows_live_beside_their_shard_and_a_damaged_file_is_computed_again(tmp_path):
+    overrides = [
+        "execution.chunk_size=8", "execution.workers=1", "export.report=false", f"features.cache_dir={tmp_path / 'c'}",
+        "ranking.constraints=[{column: capacity_mAh_g, min: 150}, {column: e_hull_eV_atom, max: 0.1, probability: 0.8}]",
+    ]
+    cfg = load_config(DEMO, overrides)
+    first = screen(cfg, out=tmp_path / "run", progress=False)
+    before = _outputs(first.run_dir)
+    shards = first.run_dir / "shards"
+    records = [json.loads(p.read_text()) for p in sorted(shards.glob("chunk-*[0-9].json"))]
+    removed = sum(sum(r["removed"].values()) for r in records)
+    lines = before["removed.csv"].decode().splitlines()
+    assert removed == first.manifest["counts"]["removed_by_constraints"] == len(lines) - 1 >= 5
+    assert all("removed_rows" not in r for r in records)  # the record stays small; the rows are in a side file
+    side = sorted(shards.glob("chunk-*.removed.csv"))
+    assert b"".join(p.read_bytes() for p in side) == before["removed.csv"].split(b"\n", 1)[1]
+
+    side[0].write_text(side[0].read_text()[:-20])  # damaged: that chunk is computed again
+    again = screen(cfg, out=first.run_dir, progress=False, resume=True)
+    assert again.manifest["counts"]["chunks_reused"] == len(records) - 1
+    assert _outputs(again.run_dir) == before

@@ -15,30 +15,46 @@ formulas of the same sample. The ratio compares candidates per CPU second.
 
     OMP_NUM_THREADS=1 python experiments/benchmarks/screen_speed.py                  # 100,000 formulas, 10,000 structures
     OMP_NUM_THREADS=1 python experiments/benchmarks/screen_speed.py --rows 20000 --structures 2000   # a quicker look
+    OMP_NUM_THREADS=1 python experiments/benchmarks/screen_speed.py --presets cathode --rows 1000000 \
+        --structures 0 --stage-rows 0 --baseline-rows 0                           # peak memory at a million
 
 Needs ../shared/datasets/mp_composition (the formulas) and matminer and scikit-learn for the baseline.
-"peak MiB" is the largest resident set of any child process so far (getrusage), not of one run alone.
+"peak MiB" is the peak resident set (VmHWM, polled from /proc) of the ``mi screen`` process, "worker" the
+largest of its pool workers' (and the forkserver's).
 
-Latest run (2026-12-05 07:09-07:13 UTC, 2 cores, load average 0.6-1.2 at start and end, OMP_NUM_THREADS=1),
-``--rows 100000 --structures 2000 --stage-rows 10000`` (2,000 structures, not 10,000, for the time the
-shared machine allowed), after the torch-free checkpoint cards, the CRMA words on the element matrix and
-the stability windows with one phase diagram per chemical system and no reaction balancing:
+Latest run (2026-12-05 08:53-08:59 UTC, 2 cores, OMP_NUM_THREADS=1, load average 4.3-5.3 at the start and
+4.2 at the end: two model trainings and other benchmarks shared the two cores, so every wall time here
+is inflated), ``--rows 100000 --structures 10000 --stage-rows 10000``, after the removed rows
+moved from the shard records to a CSV file beside each shard, ranked.json/csv written block by block, the
+report's label placement on arrays and one draw, mass fractions and capacities without pymatgen's unit
+objects (and the capacity once per candidate), the merge and ranking with fewer copies of the table, the
+forkserver importing the chunk workers' modules once (started while the models load) and the structure
+hash on arrays:
 
-    preset             input                      rows   wall s    CPU s   rows/s rows/CPU-s peak MiB  CPU shares (in-process, workers 1)
-    cathode            MP formulas              100000     29.0     48.1     3446       2080      778  features 4%, models 5%, properties 11%, derived 13%, constraints 1%, rest of chunk 3%, outside chunks 63%
-    cathode            generated structures       2000     13.8     15.7      145        127      778  features 44%, models 1%, properties 2%, derived 2%, constraints 0%, rest of chunk 1%, outside chunks 50%
-    solid_electrolyte  MP formulas              100000     50.6     92.1     1977       1086      778  features 4%, models 23%, properties 7%, derived 34%, constraints 0%, rest of chunk 2%, outside chunks 29%
-    solid_electrolyte  generated structures       2000     18.1     20.2      111         99      861  features 40%, models 4%, properties 2%, derived 13%, constraints 0%, rest of chunk 2%, outside chunks 41%
-    baseline (by hand) MP formulas                2000     15.1     15.1      132        132           oxi_state_guesses capped at 1 s: 9 formulas
-    ratio cathode / baseline, rows per CPU second: 15.7x; rows per wall second: 26.0x
-    ratio solid_electrolyte / baseline, rows per CPU second: 8.2x; rows per wall second: 14.9x
+    preset             input                      rows   wall s    CPU s   rows/s rows/CPU-s peak MiB worker  CPU shares (in-process, workers 1)
+    cathode            MP formulas              100000     37.6     35.7     2663       2804      599    703  features 9%, models 8%, properties 9%, derived 5%, constraints 1%, rest of chunk 4%, outside chunks 63%
+    cathode            generated structures      10000     49.5     47.2      202        212     1100    778  features 54%, models 1%, properties 4%, derived 1%, constraints 0%, rest of chunk 7%, outside chunks 34%
+    baseline (by hand) MP formulas                2000     15.6     15.6      128        129           oxi_state_guesses capped at 1 s: 9 formulas
+    ratio cathode / baseline, rows per CPU second: 21.8x; rows per wall second: 20.7x
 
-(The stage shares come from 10,000 rows, where start-up, model loading and the report weigh more than at
-100,000.) The run before these three changes (same arguments, load 6-7, so wall times are not comparable):
-cathode 1,423 and 97, solid electrolyte 631 (windows 54% of its CPU) and 83 rows per CPU second. Between
-the two runs the presets changed too (builtin:voltage for the cathode, a 10-member OBELiX model, hence
-the solid electrolyte's larger model share). Issue 19 measured about 200 formulas per CPU second for the
-cathode preset before any of these changes.
+The solid-electrolyte preset did not run: the working tree's preset named ``builtin:obelix_attention``, a
+model another change was still adding. 10,000 structures are one chunk, so they ran in the ``mi screen``
+process itself (its peak is the structures' and the feature pool's). Same load, back to back, this tree
+against commit ce8bd82 with the same checkpoints (``mi screen`` of the cathode preset over the same 100,000
+formulas, twice each, 09:00-09:03, load 3-4): 38.1 against 53.7 CPU-s (2,626 against 1,865 rows per CPU
+second), 40.3 against 55.3 s wall, peak 595 against 778 MiB (workers 727-751 against 748-749 MiB); ranked.csv,
+ranked.json, removed.csv and failures.csv byte-identical on the demo, cathode and solid-electrolyte presets
+as shipped, on 10,000 MP formulas and 2,000 generated structures (both presets), and for the cathode in
+chunks of 3,000 (with ``out_of_domain: drop``, and streamed). ``--presets cathode --rows 1000000 --structures 0`` (08:45-08:53, load 4.6-5.3):
+463 s wall, 320 CPU-s (3,121 rows per CPU second), peak 982 MiB, workers 798 MiB: 1.65x the 100,000 run's
+595 MiB. What grows (the steps' peaks in the ``mi screen`` process, 100,000 -> 1,000,000): reading and
+the chunks 528 -> 676 MiB (the whole CSV text is read at once; the shard records keep per-chunk notes:
+13,900 at 100,000, a 1.5 MB manifest), the merge -> 858 (58,000 kept rows of 143 columns ranked in
+memory), the report -> 980.
+
+The run before (07:09-07:13, load 0.6-1.2, ``--structures 2000``): cathode 100,000 formulas 29.0 s wall,
+48.1 CPU-s (3,446 rows/s, 2,080 per CPU second), 2,000 structures 145 rows/s; solid electrolyte 1,977 and
+111 rows/s. Issue 19 measured about 200 formulas per CPU second for the cathode preset before any change.
 """
 
 from __future__ import annotations
@@ -110,9 +126,20 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _tree_cpu(root: int, seen: dict[int, float]) -> None:
+def _peak_rss_mib(pid: int) -> float:
+    """The process's peak resident set so far (VmHWM), MiB; 0 when it is gone."""
+    try:
+        for line in (Path("/proc") / str(pid) / "status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0.0
+
+
+def _tree_cpu(root: int, seen: dict[int, float], peaks: dict[int, float] | None = None) -> None:
     """CPU seconds so far of every process below `root`'s children (pool workers are the forkserver's
-    children: getrusage never sees them), by pid, from /proc."""
+    children: getrusage never sees them), by pid, from /proc; with `peaks`, their peak resident sets too."""
     parent: dict[int, int] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -125,6 +152,8 @@ def _tree_cpu(root: int, seen: dict[int, float]) -> None:
         parent[pid] = int(fields[1])
         seen.setdefault(pid, 0.0)
         seen[pid] = max(seen[pid], own)
+        if peaks is not None and pid in peaks:
+            peaks[pid] = max(peaks[pid], _peak_rss_mib(pid))
     below = {root}
     changed = True
     while changed:
@@ -136,6 +165,9 @@ def _tree_cpu(root: int, seen: dict[int, float]) -> None:
     for pid in list(seen):
         if pid not in below and pid in parent:
             del seen[pid]  # not ours
+    if peaks is not None:
+        for pid in below:
+            peaks[pid] = max(peaks.get(pid, 0.0), _peak_rss_mib(pid))
 
 
 def run_screen(config: Path, out: Path) -> dict:
@@ -145,9 +177,10 @@ def run_screen(config: Path, out: Path) -> dict:
     proc = subprocess.Popen([sys.executable, "-m", "mi.cli", "screen", str(config), "--out", str(out), "--no-progress"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seen: dict[int, float] = {}
+    peaks: dict[int, float] = {}  # pid -> peak resident set (MiB): the screen, the forkserver, the workers
     direct: dict[int, bool] = {}  # pid -> a child of the screen (getrusage counts it once it is waited for)
     while proc.poll() is None:
-        _tree_cpu(proc.pid, seen)
+        _tree_cpu(proc.pid, seen, peaks)
         for pid in seen:
             if pid not in direct:
                 direct[pid] = pid == proc.pid or _parent(pid) == proc.pid
@@ -159,8 +192,9 @@ def run_screen(config: Path, out: Path) -> dict:
         raise RuntimeError(f"mi screen {config} failed ({proc.returncode}):\n{stderr[-3000:]}")
     manifest = json.loads((out / "manifest.json").read_text())
     counts = manifest.get("counts", {})
-    peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return {"wall_s": wall, "cpu_s": cpu, "counts": counts, "peak_rss_mib": peak_mib}
+    main_peak = peaks.pop(proc.pid, 0.0)
+    return {"wall_s": wall, "cpu_s": cpu, "counts": counts, "peak_rss_mib": main_peak,
+            "worker_peak_rss_mib": max(peaks.values(), default=0.0)}
 
 
 def _parent(pid: int) -> int | None:
@@ -276,10 +310,13 @@ def baseline(formulas: list[str], train_formulas: list[str], targets: list[float
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=int, default=100_000, help="Materials Project formulas per preset")
+    parser.add_argument("--rows", type=int, default=100_000,
+                        help="Materials Project formulas per preset (past the 154,669 of the files they repeat, "
+                        "with distinct ids: --rows 1000000 for the memory check)")
     parser.add_argument("--structures", type=int, default=10_000, help="generated structures per preset")
-    parser.add_argument("--baseline-rows", type=int, default=2000)
-    parser.add_argument("--stage-rows", type=int, default=20_000, help="candidates of the in-process stage timing")
+    parser.add_argument("--baseline-rows", type=int, default=2000, help="formulas of the hand-written baseline (0: none)")
+    parser.add_argument("--stage-rows", type=int, default=20_000,
+                        help="candidates of the in-process stage timing (0: no stage timing)")
     parser.add_argument("--presets", nargs="+", default=list(PRESETS), help="preset names, or YAML files")
     args = parser.parse_args(argv)
     if not MP.is_dir():
@@ -308,23 +345,30 @@ def main(argv: list[str] | None = None) -> int:
                 name = config.stem.split("-")[0]
                 try:
                     run = run_screen(config, tmp / "runs" / config.stem)
-                    shares = stage_shares(preset_config(preset, stage_source, tmp / "stage"), tmp / "stage" / config.stem)
+                    shares = stage_shares(
+                        preset_config(preset, stage_source, tmp / "stage"), tmp / "stage" / config.stem
+                    ) if args.stage_rows else {}
                 except Exception as exc:  # a preset that does not run is reported, the others go on
                     print(f"  {name} / {label}: FAILED: {str(exc).strip().splitlines()[-1]}", flush=True)
                     continue
                 n = run["counts"].get("read", run["counts"].get("candidates", 0))
                 results.append((name, label, n, run, shares))
                 print(f"  {name} / {label}: {n} read in {run['wall_s']:.1f} s wall, {run['cpu_s']:.1f} CPU-s", flush=True)
-        sample = formulas[:: max(1, len(formulas) // args.baseline_rows)][: args.baseline_rows]
-        base = baseline(sample, *training_set(2000))
+        base = None
+        if args.baseline_rows:
+            sample = formulas[:: max(1, len(formulas) // args.baseline_rows)][: args.baseline_rows]
+            base = baseline(sample, *training_set(2000))
 
     print()
     print(f"{'preset':18s} {'input':22s} {'rows':>8s} {'wall s':>8s} {'CPU s':>8s} {'rows/s':>8s} {'rows/CPU-s':>10s} "
-          f"{'peak MiB':>8s}  CPU shares (in-process, workers 1)")
+          f"{'peak MiB':>8s} {'worker':>6s}  CPU shares (in-process, workers 1)")
     for preset, label, n, run, shares in results:
         share_text = ", ".join(f"{k} {100 * v:.0f}%" for k, v in shares.items() if k != "total_cpu_s")
         print(f"{preset:18s} {label:22s} {n:8d} {run['wall_s']:8.1f} {run['cpu_s']:8.1f} {n / run['wall_s']:8.0f} "
-              f"{n / run['cpu_s']:10.0f} {run['peak_rss_mib']:8.0f}  {share_text}")
+              f"{n / run['cpu_s']:10.0f} {run['peak_rss_mib']:8.0f} {run['worker_peak_rss_mib']:6.0f}  {share_text}")
+    if base is None:
+        print(f"load at the end: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
+        return 0
     base_rate = base["rows"] / base["cpu_s"]
     print(f"{'baseline (by hand)':18s} {'MP formulas':22s} {base['rows']:8d} {base['wall_s']:8.1f} {base['cpu_s']:8.1f} "
           f"{base['rows'] / base['wall_s']:8.0f} {base_rate:10.0f} {'':8s}  oxi_state_guesses capped at 1 s: "

@@ -58,11 +58,12 @@ def structure_hash(structure: Structure, decimals: int = 5) -> str:
     same cell hash alike.
     """
     lattice = np.round(structure.lattice.matrix, decimals) + 0.0  # + 0.0 turns -0.0 into 0.0
+    # every site's coordinates in one array operation (the same rounding, element by element)
+    fracs = (np.round(np.mod(np.round(structure.frac_coords, decimals), 1.0), decimals) + 0.0).tolist()
     sites = []
-    for site in structure:
-        frac = np.round(np.mod(np.round(site.frac_coords, decimals), 1.0), decimals) + 0.0
+    for site, frac in zip(structure, fracs):
         species = sorted((str(sp), round(float(occ), 4)) for sp, occ in site.species.items())
-        sites.append((species, [float(x) for x in frac]))
+        sites.append((species, frac))
     sites.sort()
     payload = json.dumps({"lattice": lattice.tolist(), "sites": sites}, sort_keys=True)
     return "sha256:" + hashlib.sha256(payload.encode()).hexdigest()

@@ -42,7 +42,7 @@ class ChunkResult:
     notes: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     removed: dict[str, int] = field(default_factory=dict)
-    removed_rows: list[dict] = field(default_factory=list)  # one per row a constraint dropped (removed.csv)
+    removed_csv: str = ""  # removed.csv lines (no header) of the rows a constraint dropped
     seconds: float = 0.0
 
 
@@ -80,6 +80,7 @@ def process_chunk(
     from mi.features import featurize_with_config
     from mi.properties import compute_properties, derive_properties
     from mi.ranking import split_by_constraints
+    from mi.ranking.constraints import removed_csv
     from mi.ranking.domain import drop_out_of_domain
 
     t0 = time.perf_counter()
@@ -139,7 +140,7 @@ def process_chunk(
             "after_constraints": len(kept),
         },
         removed=removed,
-        removed_rows=removed_rows.to_dict("records"),
+        removed_csv=removed_csv(removed_rows),
         seconds=time.perf_counter() - t0,
     )
 

@@ -15,7 +15,12 @@ from mi.candidates.base import Candidate
 from mi.config import ScreenConfig
 from mi.errors import ConfigError
 from mi.execution.chunk import ChunkResult, failed_chunk, run_chunk
-from mi.features.engine import resolve_workers
+from mi.features.engine import FORKSERVER_PRELOAD, resolve_workers
+
+CHUNK_PRELOAD = (
+    "mi.execution.chunk", "mi.features.sets", "mi.properties.compute", "mi.models.screen_models",
+    "mi.ranking.domain", "mi.data",
+)
 
 
 def single_process_config(cfg: ScreenConfig) -> ScreenConfig:
@@ -52,8 +57,7 @@ def run_local(
         for index, candidates in chunks:
             yield run_chunk(index, candidates, cfg, surrogate, progress=progress)
         return
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    context = _worker_context()
     worker_cfg = single_process_config(cfg)
     with ProcessPoolExecutor(max_workers=n, mp_context=context) as pool:
         jobs: dict[Future, tuple[int, list[Candidate]]] = {}
@@ -72,6 +76,26 @@ def run_local(
                 yield _result(future, jobs.pop(future))
 
 
+def _worker_context():
+    """forkserver where there is one (else spawn), importing once what every chunk worker imports."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([*FORKSERVER_PRELOAD, *CHUNK_PRELOAD])
+    return context
+
+
+def start_workers_early(cfg: ScreenConfig) -> None:
+    """Start the forkserver of `run_local`'s workers now, so that its imports run while this process loads
+    the models (seconds of a short screen's wall time); nothing for one worker or another backend."""
+    if cfg.execution.backend != "local" or resolve_workers(cfg.execution.workers) <= 1:
+        return
+    if _worker_context().get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
+
+
 def _result(future: Future, job: tuple[int, list[Candidate]]) -> ChunkResult:
     """The chunk's result; what went wrong outside `run_chunk` (a result that cannot be sent back, a
     worker that died) makes the chunk's candidates failures too. A ConfigError still stops the run."""
@@ -83,4 +107,4 @@ def _result(future: Future, job: tuple[int, list[Candidate]]) -> ChunkResult:
         return failed_chunk(*job, exc)
 
 
-__all__ = ["resolve_workers", "run_local", "single_process_config"]
+__all__ = ["resolve_workers", "run_local", "single_process_config", "start_workers_early"]

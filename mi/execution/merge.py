@@ -81,11 +81,13 @@ def concat_rows(frames: list[pd.DataFrame]) -> pd.DataFrame:
                 kinds.setdefault(c, set()).add(f[c].dtype.kind)
     aligned = []
     for f in frames:
-        f = f.copy()
+        copied = False  # a frame is copied only when a column of it changes type (memory: frames are wide)
         for c in f.columns:
             k = kinds.get(c, set())
             numeric = bool(k) and k <= {"f", "b", "i", "u"}
             if numeric and ("f" in k or len(k) > 1) and (f[c].dtype.kind in "bO" or not f[c].notna().any()):
+                if not copied:
+                    f, copied = f.copy(), True
                 f[c] = pd.to_numeric(f[c], errors="coerce").astype(float)
         aligned.append(f)
     return pd.concat(aligned, ignore_index=True, sort=False) if len(aligned) > 1 else aligned[0].reset_index(drop=True)
@@ -100,6 +102,7 @@ def _merge_in_memory(files: Sequence[Path], cfg: RankingConfig) -> tuple[pd.Data
         columns = [c for c in shard_columns(path) if c != STRUCTURE_COLUMN]
         frames.append(read_shard(path, columns))
     table = concat_rows(frames)
+    frames.clear()  # the shards' frames go before ranking copies the table
     if "id" not in table.columns:
         table = pd.DataFrame({"id": pd.Series(dtype=object)})
     return rank(table, cfg)

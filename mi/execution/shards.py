@@ -1,9 +1,11 @@
 """Parquet shards of a screen: one per chunk, each written atomically and sealed by a small JSON record.
 
-``<run>/shards/chunk-000042.parquet`` holds the chunk's kept rows; ``chunk-000042.json`` is written after it
-(atomically, last) with the chunk key, the row count and the Parquet file's sha256, the chunk's failures,
-notes and counts. A shard counts as done only when its record exists and the Parquet file matches it, so
-a run killed anywhere leaves either a complete shard or one that a resumed run computes again.
+``<run>/shards/chunk-000042.parquet`` holds the chunk's kept rows; ``chunk-000042.removed.csv`` the rows its
+constraints removed, as removed.csv lines (most rows of a screen: a small JSON record could not carry them);
+``chunk-000042.json`` is written after both (atomically, last) with the chunk key, the row count and the
+two files' sha256, the chunk's failures, notes and counts. A shard counts as done only when its record
+exists and the files match it, so a run killed anywhere leaves either a complete shard or one that a
+resumed run computes again.
 """
 
 from __future__ import annotations
@@ -16,11 +18,11 @@ import pandas as pd
 from mi.candidates.base import Failure
 from mi.errors import MiError
 from mi.execution.chunk import ChunkResult
-from mi.files import atomic_file, atomic_write_json, sha256_file
+from mi.files import atomic_file, atomic_write_json, atomic_write_text, sha256_file
 
 SHARD_DIR = "shards"
 PLAN_FILE = "plan.json"
-SHARD_FORMAT = 1
+SHARD_FORMAT = 2  # 2: removed rows in a side file, not in the record
 
 
 def shard_dir(run_dir: Path) -> Path:
@@ -30,6 +32,10 @@ def shard_dir(run_dir: Path) -> Path:
 def _paths(run_dir: Path, index: int) -> tuple[Path, Path]:
     folder = shard_dir(run_dir)
     return folder / f"chunk-{index:06d}.parquet", folder / f"chunk-{index:06d}.json"
+
+
+def _removed_path(run_dir: Path, index: int) -> Path:
+    return shard_dir(run_dir) / f"chunk-{index:06d}.removed.csv"
 
 
 
@@ -48,6 +54,10 @@ def write_shard(run_dir: Path, result: ChunkResult) -> dict:
     parquet, record_path = _paths(run_dir, result.index)
     parquet.parent.mkdir(parents=True, exist_ok=True)
     _write_parquet_atomic(parquet, result.table)
+    removed = None
+    if result.removed_csv:
+        path = atomic_write_text(_removed_path(run_dir, result.index), result.removed_csv)
+        removed = {"file": path.name, "sha256": sha256_file(path)}
     record = {
         "format": SHARD_FORMAT,
         "index": result.index,
@@ -59,7 +69,7 @@ def write_shard(run_dir: Path, result: ChunkResult) -> dict:
         "notes": list(result.notes),
         "counts": dict(result.counts),
         "removed": dict(result.removed),
-        "removed_rows": list(result.removed_rows),
+        "removed_csv": removed,  # None: no row removed
         "seconds": round(result.seconds, 3),
     }
     atomic_write_json(record_path, record)
@@ -85,7 +95,17 @@ def complete_shard(run_dir: Path, index: int, key: str) -> dict | None:
         return None
     if not parquet.is_file() or sha256_file(parquet) != record.get("sha256"):
         return None
+    removed = record.get("removed_csv")
+    if removed is not None:
+        path = _removed_path(run_dir, index)
+        if not path.is_file() or sha256_file(path) != removed.get("sha256"):
+            return None
     return record
+
+
+def removed_files(run_dir: Path, records) -> list[Path]:
+    """The removed-rows files of shard `records`, in their order (records without removed rows skipped)."""
+    return [_removed_path(run_dir, r["index"]) for r in records if r.get("removed_csv")]
 
 
 def shard_files(run_dir: Path, indices: list[int]) -> list[Path]:
@@ -123,6 +143,7 @@ __all__ = [
     "SHARD_DIR",
     "complete_shard",
     "record_failures",
+    "removed_files",
     "shard_dir",
     "shard_files",
     "start_shards",

@@ -131,14 +131,14 @@ def _place_labels(
     """Write each text next to its point where it overlaps no label placed before and no marker (the
     ``(n, 2)`` data coordinates `markers`), tried around the point at growing distances, with a leader line
     when away from it; returns how many found no room."""
-    fig = ax.figure
-    fig.canvas.draw()  # the axes limits and transforms are final only after a draw
+    fig = ax.figure  # drawn once by the caller: the axes limits and transforms are final only after a draw
     scale = fig.dpi / 72.0
     height = fontsize * scale * 1.1
     radius = 3.5 * scale  # a marker of size 46 pt² is about 7 pt across
     drawn = ax.transData.transform(markers) if markers is not None and len(markers) else np.empty((0, 2))
-    placed: list[tuple[float, float, float, float]] = [(mx - radius, my - radius, mx + radius, my + radius)
-                                                       for mx, my in drawn]
+    # the markers' boxes as arrays (tested all at once: a screen draws thousands), the labels' as a list
+    mx0, my0, mx1, my1 = drawn[:, 0] - radius, drawn[:, 1] - radius, drawn[:, 0] + radius, drawn[:, 1] + radius
+    placed: list[tuple[float, float, float, float]] = []
     frame = ax.get_window_extent()
     skipped = 0
     for x, y, text in points:
@@ -152,7 +152,11 @@ def _place_labels(
                 bottom = py + oy if dy > 0 else py + oy - height if dy < 0 else py - height / 2
                 box = (left, bottom, left + width, bottom + height)
                 inside = frame.x0 <= box[0] and box[2] <= frame.x1 and frame.y0 <= box[1] and box[3] <= frame.y1
-                if inside and all(box[2] < b[0] or box[0] > b[2] or box[3] < b[1] or box[1] > b[3] for b in placed):
+                if (
+                    inside
+                    and all(box[2] < b[0] or box[0] > b[2] or box[3] < b[1] or box[1] > b[3] for b in placed)
+                    and not ((box[2] >= mx0) & (box[0] <= mx1) & (box[3] >= my0) & (box[1] <= my1)).any()
+                ):
                     spot = (box, ring)
                     break
             if spot:
@@ -214,6 +218,7 @@ def pareto_figure(
         if k == 1:
             ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
+    fig.canvas.draw()  # once for every panel: labels on one panel move no other panel's axes
     for ax, ((xc, _), (yc, _)) in zip(axes, pairs):
         x, y = _numeric(ranked, xc), _numeric(ranked, yc)
         points = [(x[i], y[i], f"{numbers[i]:.0f}") for i in marked if np.isfinite(x[i]) and np.isfinite(y[i])]

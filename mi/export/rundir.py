@@ -44,7 +44,9 @@ import pandas as pd
 import mi
 from mi.candidates.base import Failure
 from mi.errors import MiError
-from mi.files import atomic_file, atomic_write_csv, atomic_write_json, atomic_write_text, sha256_file
+from mi.files import (
+    atomic_file, atomic_write_csv, atomic_write_json, atomic_write_json_records, atomic_write_text, sha256_file,
+)
 
 MANIFEST_VERSION = 1
 RUN_FILES = ("config.yaml", "ranked.csv", "ranked.json", "failures.csv", "removed.csv", "manifest.json", "report.html")
@@ -333,11 +335,10 @@ def write_ranked(
     """``ranked.csv`` (and ``ranked.json``, a list of records with NaN as null), columns in
     `column_order`. Returns the paths written."""
     run_dir = Path(run_dir)
-    table = ranked[column_order(ranked, predicted)]
-    paths = [atomic_write_csv(run_dir / "ranked.csv", table)]
+    order = column_order(ranked, predicted)  # written block by block: no reordered copy of a wide table
+    paths = [atomic_write_csv(run_dir / "ranked.csv", ranked, columns=order)]
     if write_json:
-        records = [dict(zip(table.columns, row)) for row in table.itertuples(index=False, name=None)]
-        paths.append(atomic_write_json(run_dir / "ranked.json", records))
+        paths.append(atomic_write_json_records(run_dir / "ranked.json", ranked, columns=order))
     return paths
 
 
@@ -404,19 +405,23 @@ def write_failures(run_dir: str | Path, failures: Sequence[Failure]) -> Path:
     return atomic_write_csv(Path(run_dir) / "failures.csv", frame)
 
 
-def write_removed(run_dir: str | Path, records: Iterable[Mapping[str, Any]]) -> Path:
-    """``removed.csv``: the ``removed_rows`` of every shard record, in shard order, streamed to a temporary
-    file and renamed into place (a screen may remove millions); header only when nothing was removed."""
-    from mi.ranking.constraints import REMOVED_COLUMNS
+def write_removed(run_dir: str | Path, parts: Iterable[Path | Mapping[str, Any]]) -> Path:
+    """``removed.csv``: every shard's removed rows, in shard order, streamed to a temporary file and renamed
+    into place (a screen may remove millions); header only when nothing was removed. A part is a shard's
+    removed-rows file (removed.csv lines, copied as they are) or a mapping with ``removed_rows`` records."""
+    import shutil
+
+    from mi.ranking.constraints import REMOVED_COLUMNS, removed_csv
 
     path = Path(run_dir) / "removed.csv"
-    with atomic_file(path, "w", encoding="utf-8", newline="") as fh:
-        pd.DataFrame(columns=list(REMOVED_COLUMNS)).to_csv(fh, index=False, lineterminator="\n")
-        for record in records:
-            rows = record.get("removed_rows") or []
-            if rows:
-                frame = pd.DataFrame(rows).reindex(columns=list(REMOVED_COLUMNS))
-                frame.to_csv(fh, index=False, header=False, lineterminator="\n")
+    with atomic_file(path, "wb") as fh:
+        fh.write((",".join(REMOVED_COLUMNS) + "\n").encode("utf-8"))
+        for part in parts:
+            if isinstance(part, Mapping):
+                fh.write(removed_csv(part.get("removed_rows") or []).encode("utf-8"))
+            else:
+                with open(part, "rb") as src:
+                    shutil.copyfileobj(src, fh)
     return path
 
 

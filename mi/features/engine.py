@@ -204,6 +204,11 @@ def _worker_main(conn) -> None:
             conn.send(("result", job, describe_structure(structure, set_names, working_ion, max_memory_mb)))
 
 
+# The modules whose import takes seconds (bond-valence tables, spglib), loaded once in the forkserver; a
+# screen's chunk workers (`mi.execution.local`) add theirs to the same server.
+FORKSERVER_PRELOAD = ("mi.features.engine", "pymatgen.core.bond_valence", "pymatgen.symmetry.analyzer")
+
+
 def _pool_context():
     """forkserver where there is one, else spawn; never a plain fork of this process.
 
@@ -213,10 +218,7 @@ def _pool_context():
     """
     if "forkserver" in multiprocessing.get_all_start_methods():
         context = multiprocessing.get_context("forkserver")
-        # the modules whose import takes seconds (bond-valence tables, spglib), loaded once in the server
-        context.set_forkserver_preload(
-            ["mi.features.engine", "pymatgen.core.bond_valence", "pymatgen.symmetry.analyzer"]
-        )
+        context.set_forkserver_preload(list(FORKSERVER_PRELOAD))
         return context
     return multiprocessing.get_context("spawn")
 

@@ -20,20 +20,11 @@ from pymatgen.core import Composition, Element, Species
 
 from mi.candidates.base import Candidate
 from mi.properties import redox, supply
-from mi.properties.element_matrix import atomic_mass
+from mi.properties.supply import molar_mass
 
 FARADAY_C_PER_MOL = 96485.33212
 # Charge carried per working ion; Q = n * z * F / (3.6 * M).
 ION_CHARGE = {"Li": 1, "Na": 1, "K": 1, "Mg": 2, "Ca": 2, "Zn": 2, "Al": 3}
-
-
-def molar_mass(composition: Composition) -> float:
-    """``float(composition.weight)``, the same float (the same sum in the same order), without pymatgen's
-    unit objects, which cost more than the rest of a capacity."""
-    total = 0
-    for el, amount in composition.items():
-        total += amount * atomic_mass(el.symbol)
-    return float(total)
 
 
 def _elements(composition: Composition) -> Composition:
@@ -94,15 +85,23 @@ def capacity_mAh_g(composition: Composition, working_ion: str = "Li") -> float:
     return n * ION_CHARGE[working_ion] * FARADAY_C_PER_MOL / (3.6 * molar_mass(comp))
 
 
+_last_capacity: tuple = (None, None, None, math.nan)  # (composition, ion, solver, capacity): three columns ask
+
+
 def redox_capacity_mAh_g(composition: Composition, working_ion: str = "Li") -> float:
     """Theoretical gravimetric capacity (mAh/g) counting only the working ions that the redox-active
     cations can release (`mi.properties.redox`): Q = n_out * z * F / (3.6 * M), with
     n_out = min(n, headroom / z). NaN when no charge-balanced oxidation states exist."""
+    global _last_capacity
+    last = _last_capacity  # one read: another thread may replace it
+    if last[0] is composition and last[1] == working_ion and last[2] == redox._slow_path:
+        return last[3]
     comp = _elements(composition)
     n_out = redox.extractable_ions(comp, working_ion, ION_CHARGE[working_ion])
-    if math.isnan(n_out):
-        return math.nan
-    return n_out * ION_CHARGE[working_ion] * FARADAY_C_PER_MOL / (3.6 * molar_mass(comp))
+    z = ION_CHARGE[working_ion]
+    capacity = math.nan if math.isnan(n_out) else n_out * z * FARADAY_C_PER_MOL / (3.6 * molar_mass(comp))
+    _last_capacity = (composition, working_ion, redox._slow_path, capacity)
+    return capacity
 
 
 def volumetric_capacity_mAh_cm3(capacity_mAh_g: float, density_g_cm3: float) -> float:

@@ -174,15 +174,15 @@ def compute_properties(
     vectors = {
         calc.column: VECTORISED[calc.column](matrix, ctx) for calc in calcs if calc.column in VECTORISED and matrix
     }
-    lacking_by_column: dict[str, list[list[str]]] = {}
+    lacking_by_column: dict[str, dict[int, list[str]]] = {}
 
-    def lacking(row: int, cand: Candidate) -> Callable[[str], list[str]]:
-        def of(column: str) -> list[str]:
+    def lacking(row: int, cand: Candidate) -> Callable[[str], Sequence[str]]:
+        def of(column: str) -> Sequence[str]:
             if not matrix.ok[row]:
                 return supply.missing_facts(cand.composition, ctx.facts, column)
             if column not in lacking_by_column:
                 lacking_by_column[column] = matrix_missing_facts(matrix, ctx.facts, column)
-            return lacking_by_column[column][row]
+            return lacking_by_column[column].get(row, ())
 
         return of
 

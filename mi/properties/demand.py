@@ -134,7 +134,10 @@ def demand(table: pd.DataFrame, cfg: PropertiesConfig, element_table: pd.DataFra
             "see the energy notes)"
         )
     fractions: dict[str, dict[str, float]] = {}  # formula -> mass fractions, once per distinct formula
-    per_row = [fractions.setdefault(f, supply.mass_fractions(Composition(f))) for f in table["formula"].astype(str)]
+    for f in table["formula"].astype(str):
+        if f not in fractions:
+            fractions[f] = supply.mass_fractions(supply.formula_composition(f))
+    per_row = [fractions[f] for f in table["formula"].astype(str)]
     present = {e for w in per_row for e in w}
     produced = {e for e in element_table.index if not math.isnan(production_t(element_table, e))}
     elements = sorted(present | produced, key=lambda e: (Element(e).Z if Element.is_valid_symbol(e) else 999, e))

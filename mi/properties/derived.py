@@ -137,8 +137,6 @@ def crma_concentration(table: pd.DataFrame, cfg: PropertiesConfig, element_table
     """``crma_concentration``: what raised ``crma_concentration_flag``, as text ("Co mining Congo (Kinshasa)
     74.2%; Co refining China 70%"; empty when nothing did). Part of the 'supply' group; table-level because
     the per-candidate calculators give numbers only."""
-    from pymatgen.core import Composition
-
     from mi.properties import supply
     from mi.properties.element_matrix import crma_words, element_matrix
 
@@ -148,7 +146,7 @@ def crma_concentration(table: pd.DataFrame, cfg: PropertiesConfig, element_table
         element_table = load_element_facts()
     s = cfg.supply
     formulas = list(dict.fromkeys(table["formula"].astype(str)))  # each distinct formula once
-    compositions = [Composition(f) for f in formulas]
+    compositions = [supply.formula_composition(f) for f in formulas]
     found = crma_words(element_matrix(compositions), element_table, s.crma_top_country_pct, s.min_mass_fraction)
     words: dict[str, str] = {}  # formula -> text
     for formula, composition, text in zip(formulas, compositions, found):

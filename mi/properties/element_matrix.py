@@ -13,7 +13,6 @@ reports it.
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,12 +21,7 @@ import numpy as np
 from pymatgen.core import Composition, Element
 
 from mi.properties import supply
-
-
-@functools.lru_cache(maxsize=None)
-def atomic_mass(symbol: str) -> float:
-    """pymatgen's atomic mass (g/mol) as a plain float."""
-    return float(Element(symbol).atomic_mass)
+from mi.properties.supply import atomic_mass
 
 
 @dataclass(frozen=True)
@@ -265,10 +259,13 @@ VECTORISED: dict[str, Callable] = {
 }
 
 
-def missing_facts(m: ElementMatrix, table, column: str) -> list[list[str]]:
-    """`supply.missing_facts` of every row (sorted symbols), from the masks."""
-    gaps = lacking(m, table, column)
-    out: list[list[str]] = [[] for _ in range(len(m.ok))]
-    for r, k in zip(*np.nonzero(gaps)):
-        out[r].append(m.elements[m.index[r, k]])
-    return [sorted(x) for x in out]
+def missing_facts(m: ElementMatrix, table, column: str) -> dict[int, list[str]]:
+    """`supply.missing_facts` of the rows that lack a fact (row -> sorted symbols), from the masks; a row
+    not in it lacks none."""
+    missing = np.array([*(supply._is_missing(supply.fact(table, e, column)) for e in m.elements), False])
+    rows, slots = np.nonzero(missing[m.sorted_index])  # row by row, slots in symbol order
+    names = np.array([*m.elements, ""], dtype=object)[m.sorted_index[rows, slots]]
+    out: dict[int, list[str]] = {}
+    for r, name in zip(rows.tolist(), names.tolist()):
+        out.setdefault(r, []).append(name)
+    return out

@@ -34,12 +34,13 @@ proxies, not a life-cycle assessment or a legal determination.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import pandas as pd
-from pymatgen.core import Composition
+from pymatgen.core import Composition, Element
 
 # Regulation (EU) 2023/1542 (shared/reference/eu_battery_regulation.md, S10a-S10e).
 # Annex XII part C: material recovery from waste batteries by the end of 2031.
@@ -49,11 +50,33 @@ RECYCLED_CONTENT_2031 = {"Co": 0.16, "Li": 0.06, "Ni": 0.06, "Pb": 0.85}
 EU_CRM_LISTED = frozenset({"strategic", "critical"})
 
 
+@functools.lru_cache(maxsize=None)
+def atomic_mass(symbol: str) -> float:
+    """pymatgen's atomic mass (g/mol) as a plain float."""
+    return float(Element(symbol).atomic_mass)
+
+
+def molar_mass(composition: Composition) -> float:
+    """``float(composition.weight)``, the same float (the same sum in the same order), without pymatgen's
+    unit objects, which cost more than the rest of a capacity or a mass fraction."""
+    total = 0
+    for el, amount in composition.items():
+        total += amount * atomic_mass(el.symbol)
+    return float(total)
+
+
+@functools.lru_cache(maxsize=16384)
+def formula_composition(formula: str) -> Composition:
+    """``Composition(formula)``, parsed once per process for a chunk's worth of formulas: the table-level
+    groups (CRMA words, demand) read the same ``formula`` column. Shared: not to be changed."""
+    return Composition(formula)
+
+
 def mass_fractions(composition: Composition) -> dict[str, float]:
     """element symbol -> mass fraction (sums to 1)."""
     comp = composition.element_composition
-    total = float(comp.weight)
-    return {el.symbol: float(amount) * float(el.atomic_mass) / total for el, amount in comp.items()}
+    total = molar_mass(comp)
+    return {el.symbol: float(amount) * atomic_mass(el.symbol) / total for el, amount in comp.items()}
 
 
 def fact(table: pd.DataFrame, element: str, column: str) -> float | str:

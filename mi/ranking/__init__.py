@@ -80,6 +80,7 @@ def rank(table: pd.DataFrame, cfg: RankingConfig) -> tuple[pd.DataFrame, dict]:
     objectives, skipped = usable_objectives(table, cfg)
     kept, removed = apply_constraints(table, cfg.constraints)
     out = kept.reset_index(drop=True).drop(columns=list(RANKING_COLUMNS), errors="ignore")
+    del kept  # few copies of the table at once: a merge ranks up to execution.max_rows_in_memory wide rows
     # the statistics of this table, as the streamed merge gathers them shard by shard (`mi.ranking.stats`)
     scorer, notes = Scorer.of(out, objectives, kappa=cfg.ucb_kappa, out_of_domain=cfg.out_of_domain)
     skipped += notes
@@ -92,7 +93,8 @@ def rank(table: pd.DataFrame, cfg: RankingConfig) -> tuple[pd.DataFrame, dict]:
     out["pareto_rank"] = fronts
     out["crowding_distance"] = crowding_distance(values, fronts)
     order = ranked_order(out[cfg.sort_by].to_numpy(dtype=float), fronts, out["id"].astype(str).to_numpy())
-    out = out.iloc[order].reset_index(drop=True)
+    out = out.iloc[order]
+    out.index = pd.RangeIndex(len(out))
     out.insert(0, "rank", np.arange(1, len(out) + 1, dtype=np.int64))
     summary = {
         "rows_in": int(len(table)),

@@ -85,6 +85,17 @@ def active_constraints(table: pd.DataFrame, constraints: Sequence[Constraint]) -
 REMOVED_COLUMNS = ("id", "formula", "source", "constraint", "column", "value", "std", "probability")
 
 
+def removed_csv(rows: pd.DataFrame | list[dict]) -> str:
+    """Removed rows (`split_by_constraints`'s frame, or its records) as removed.csv lines without the header:
+    one text per chunk, written beside its shard and copied into removed.csv as it is."""
+    records = rows.to_dict("records") if isinstance(rows, pd.DataFrame) else list(rows)
+    if not records:
+        return ""
+    # through the records, as removed.csv has always been written: the same types, the same text
+    frame = pd.DataFrame(records).reindex(columns=list(REMOVED_COLUMNS))
+    return frame.to_csv(index=False, header=False, lineterminator="\n")
+
+
 def apply_constraints(
     table: pd.DataFrame, constraints: Sequence[Constraint]
 ) -> tuple[pd.DataFrame, dict[str, int]]:

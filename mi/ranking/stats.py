@@ -31,7 +31,7 @@ import pandas as pd
 
 from mi.config import Objective
 from mi.ranking.constraints import numeric_column
-from mi.ranking.domain import penalized
+from mi.ranking.domain import flag_columns, penalized
 
 RANKING_COLUMNS = ("rank", "score", "ucb_score", "pareto_rank", "crowding_distance")
 """The columns ranking adds (and drops from its input first)."""
@@ -220,6 +220,11 @@ class Scorer:
         return [o.direction == "max" for o in self.objectives]
 
     def columns(self, frame: pd.DataFrame) -> Columns:
+        if all(o.column in frame.columns for o in self.objectives):  # else numeric_column names them all
+            # only the columns read here: `penalized` copies what it is given, and a screen's table is wide
+            wanted = dict.fromkeys(c for o in self.objectives for c in (o.column, f"{o.column}_std"))
+            wanted.update(dict.fromkeys(flag_columns(list(wanted), frame.columns)))
+            frame = frame[[c for c in wanted if c in frame.columns]]
         frame = penalized(frame, self.objectives, self.out_of_domain)
         keys = _column_keys(self.objectives)
         values = [numeric_column(frame, o.column, k) for o, k in zip(self.objectives, keys)]
