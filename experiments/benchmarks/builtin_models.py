@@ -41,7 +41,10 @@ e_hull in-domain 8,233 rows MAE 0.0740, out of domain 266 rows MAE 0.791. Test c
 both are on the rows the model calls in domain. The split is stricter than surrogate.py's (no formula of
 one target's test rows among the other target's training rows: 8,285 formation-energy and 8,261 e_hull
 training rows fewer); surrogate.py's formation-energy-only recipe, on all 85,205 training rows of the same
-20 % test split, gave 0.0870 last session (not rerun here).
+20 % test split, gave 0.0870 last session (not rerun here). Longer and wider training is not the lever:
+``--set train.epochs=150 --set train.model.ensemble_size=5 --set train.patience=150`` (2026-12-05, load 4-6,
+62.8 min wall, 37.2 CPU-min) gave formation energy 0.0908 (in domain 0.0831) and e_hull 0.0982 (in domain
+0.0741), F1@0.05 0.877, the same as 60 epochs and 3 members.
 
 ``--task obelix`` is surrogate.py's obelix task on configs/train_obelix.yaml with configs/train_obelix_attention.yaml
 as the blend partner (the solid-electrolyte preset averages the two built-ins, ``blend: true``); run on
