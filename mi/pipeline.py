@@ -155,9 +155,10 @@ class _Run:
     counts: dict = field(default_factory=dict)
     failures: list[Failure] = field(default_factory=list)
     records: dict[int, dict] = field(default_factory=dict)  # shard records by chunk index
-    models: Any = None  # the loaded ScreenModels, once the first chunk has been read
+    models: Any = None  # the loaded ScreenModels, once the first chunk is read (None: workers load them)
     refs: tuple = ()  # their ModelRefs
     reused: int = 0  # chunks whose shards a killed run completed
+    chunk_notes: Any = None  # the shards' notes, merged as they come (`mi.execution.notes.NoteMerger`)
 
 
 @dataclass
@@ -238,13 +239,16 @@ def _model_refs(cfg: ScreenConfig, trained: dict[str, Path]):
     return check_models(refs)
 
 
-def _load_models(run: _Run) -> None:
-    """Models: trained (where a recipe is named) and loaded once the first chunk is read, so that a run
-    without candidates fails before any model work."""
+def _load_models(run: _Run, in_process: bool) -> None:
+    """Models: trained (where a recipe is named), checked (their cards, without torch) and, when the chunks
+    run `in_process`, loaded, once the first chunk is read, so that a run without candidates fails before
+    any model work. Worker processes load them themselves."""
     from mi.models.screen_models import ScreenModels
 
     refs = _model_refs(run.cfg, _train_models(run))
-    run.models, run.refs = ScreenModels.load(refs), tuple(refs)
+    run.refs = tuple(refs)
+    if in_process:
+        run.models = ScreenModels.load(refs)
 
 
 def _pending_chunks(run: _Run, chunks) -> Iterator[tuple[int, list[Candidate]]]:
@@ -257,7 +261,7 @@ def _pending_chunks(run: _Run, chunks) -> Iterator[tuple[int, list[Candidate]]]:
         if record is None:
             yield index, chunk
         else:
-            run.records[index] = record
+            _keep_record(run, record)
             run.reused += 1
 
 
@@ -271,7 +275,7 @@ def _compute(run: _Run, jobs) -> Iterator:
     from mi.execution.local import run_local
 
     return run_local(
-        jobs, run.cfg, run.models, run.refs,
+        jobs, run.cfg, run.models if run.models is not None else run.refs, run.refs,
         workers=execution.workers, progress=run.progress and execution.workers in (1, "auto"),
     )
 
@@ -285,21 +289,32 @@ def _process_chunks(run: _Run, chunks) -> None:
     if first is None:
         return
     second = next(chunks, None)
-    if second is not None:  # more than one chunk: worker processes start while the models load here
-        from mi.execution.local import start_workers_early
+    from mi.execution.local import in_workers, start_workers_early
 
+    if second is not None:  # more than one chunk: worker processes start while the models are checked here
         start_workers_early(run.cfg)
-    _load_models(run)
+    _load_models(run, in_process=not in_workers(run.cfg, several_chunks=second is not None))
     pending = _pending_chunks(run, itertools.chain([first], [second] if second is not None else [], chunks))
     first_job = next(pending, None)
     if first_job is None:  # every chunk reused
         return
     for result in _compute(run, itertools.chain([first_job], pending)):
-        run.records[result.index] = write_shard(run.dir, result)
+        _keep_record(run, write_shard(run.dir, result))
         if run.strict:
             feature_failures, property_failures = record_failures(run.records[result.index])
             _strict_check(True, feature_failures)
             _strict_check(True, property_failures)
+
+
+def _keep_record(run: _Run, record: dict) -> None:
+    """A shard's record, its notes merged into the run's (one note per kind, whatever the number of chunks)
+    and dropped from the record held in memory."""
+    from mi.execution.notes import NoteMerger
+
+    if run.chunk_notes is None:
+        run.chunk_notes = NoteMerger()
+    run.chunk_notes.add(record["index"], record["notes"])
+    run.records[record["index"]] = {**record, "notes": []}
 
 
 def _tally(run: _Run, stream) -> _Tally:
@@ -312,14 +327,14 @@ def _tally(run: _Run, stream) -> _Tally:
     }
     log.info("%s", stream.summary_line())
     indices = sorted(run.records)
-    feature_failures, property_failures, notes = [], [], [*run.notes, *stream.notes]
+    feature_failures, property_failures = [], []
+    notes = [*run.notes, *stream.notes, *(run.chunk_notes.notes() if run.chunk_notes else [])]
     totals = {"features_computed": 0, "features_from_cache": 0, "featurized": 0, "rows": 0, "after_constraints": 0}
     removed: dict[str, int] = {}
     for i in indices:
         ff, pf = record_failures(run.records[i])
         feature_failures += ff
         property_failures += pf
-        notes += run.records[i]["notes"]
         for k in totals:
             totals[k] += int(run.records[i]["counts"].get(k, 0))
         for k, v in run.records[i]["removed"].items():
@@ -447,7 +462,7 @@ def _export(run: _Run, ranked: pd.DataFrame, summary: dict, shards: list[Path]) 
     from mi.export.rundir import write_ranked, write_removed, write_top_cifs
 
     cfg = run.cfg
-    write_ranked(run.dir, ranked, run.models.targets, cfg.export.write_json)
+    write_ranked(run.dir, ranked, _predicted(run), cfg.export.write_json)
     write_removed(run.dir, removed_files(run.dir, [run.records[i] for i in sorted(run.records)]))
     if cfg.export.top_cif:
         top_ids = set(ranked["id"].astype(str).head(cfg.ranking.top_k)) if len(ranked) else set()
@@ -455,11 +470,19 @@ def _export(run: _Run, ranked: pd.DataFrame, summary: dict, shards: list[Path]) 
         run.failures += cif_failures
     if cfg.export.report:
         from mi.export.report import export_report
+        from mi.models.screen_models import model_cards
 
         run.failures += export_report(
             run.dir, ranked, cfg, element_table=_element_table(cfg), notes=run.notes, summary=summary,
-            counts=run.counts, failures=run.failures, models=run.models.cards(),
+            counts=run.counts, failures=run.failures, models=model_cards(run.refs),
         )
+
+
+def _predicted(run: _Run) -> list[str]:
+    """The models' predicted columns, from the loaded models or (when workers load them) their cards."""
+    from mi.models.screen_models import predicted_columns
+
+    return run.models.targets if run.models is not None else predicted_columns(run.refs)
 
 
 @releases_run_locks  # the run folder's lock, taken by open_run_dir, goes when the screen ends
@@ -498,7 +521,7 @@ def screen(
     _export(run, ranked, summary, shards)
     manifest = _finish(run, ranked)
     return ScreenResult(run_dir=run.dir, ranked=ranked, failures=run.failures, manifest=manifest,
-                        predicted=run.models.targets)
+                        predicted=_predicted(run))
 
 
 __all__ = ["ScreenResult", "screen", "resolved_config_yaml", "Candidate"]

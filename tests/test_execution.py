@@ -154,3 +154,79 @@ def test_ray_backend_ranks_exactly_like_local(tmp_path):
     assert by_ray["score"].tolist() == by_local["score"].tolist()
     assert (tmp_path / "ray" / "ranked.csv").read_bytes() == (local.run_dir / "ranked.csv").read_bytes()
     assert len(list((tmp_path / "ray" / "shards").glob("chunk-*.parquet"))) == 6
+
+
+# --- notes and models across chunks -----------------------------------------------------------------
+
+
+def test_chunk_notes_merge_into_the_notes_of_one_chunk(tmp_path):
+    """The notes of a screen's chunks, merged (in any order), are the notes the whole set gets at once: the
+    counts added up, per element too, and the first ids as examples."""
+    from mi.execution.notes import merge_notes
+    from mi.properties import compute_properties
+
+    formulas = ["LiCoO2", "NaCl", "UO2", "Nd2O3", "LiFePO4", "CsI", "PuO2", "Li2O", "LiUO3", "Ac2O3", "Li3N",
+                "LiNdO2", "Fe2O3", "LiMnO2", "KCl", "Li2PuO3"]
+    (tmp_path / "f.csv").write_text("id,formula\n" + "".join(f"c{i:02d},{f}\n" for i, f in enumerate(formulas)))
+    cfg = load_config(ROOT / "configs" / "cathode.yaml", [f"candidates.sources=[{tmp_path / 'f.csv'}]"])
+    candidates, _ = read_candidates(cfg.candidates, cfg.resolve)
+    whole = compute_properties(candidates, cfg.properties)[2]
+    chunks = [candidates[i : i + 5] for i in range(0, len(candidates), 5)]
+    notes = [compute_properties(chunk, cfg.properties)[2] for chunk in chunks]
+    assert sum(map(len, notes)) > len(whole)  # the chunks repeat notes
+    merged = merge_notes((i, notes[i]) for i in reversed(range(len(chunks))))
+    assert sorted(merged) == sorted(whole)
+    assert "capacity_mAh_g is 0 for 8 candidates: no Li in the formula (c01, c02, c03, c05, c06 and 3 more)" in merged
+    assert any(n.startswith("co2_lower_bound_kg_per_kg is missing for 7 candidates: no CO2 factor for Ac (1 candidate), "
+                            "Cl (2 candidates)") for n in merged)  # per element, not one note per combination
+    # Closing parentheses that are no id list (their items do not add up to the count) stay text.
+    odd = ["x is odd for 3 candidates (see the docs)"]
+    assert merge_notes([(0, odd), (1, odd)]) == ["x is odd for 6 candidates (see the docs)"]
+
+
+def test_a_screen_in_chunks_has_the_notes_of_one_chunk(tmp_path):
+    one = screen(_demo(tmp_path, "execution.chunk_size=1000"), out=tmp_path / "one", progress=False)
+    chunks = screen(_demo(tmp_path), out=tmp_path / "chunks", progress=False)
+    assert chunks.manifest["counts"]["chunks"] == 6
+    assert sorted(chunks.manifest["notes"]) == sorted(one.manifest["notes"])
+
+
+@pytest.mark.slow
+def test_workers_load_the_models_and_a_checkpoint_they_cannot_load_stops_the_run(tmp_path):
+    """With worker processes, the screen's own process reads the checkpoints' cards only (no torch); a
+    checkpoint whose card is sound but which no worker can load is one clear error, not failed chunks."""
+    import subprocess
+    import sys
+
+    import torch
+
+    from mi.models.checkpoint import payload_digest
+
+    raw = torch.load(ROOT / "mi" / "models" / "builtin" / "mp_stability.pt", weights_only=True)
+    raw["feature_sets"] = [{**e, "version": int(e["version"]) + 100} for e in raw["feature_sets"]]
+    raw["payload_sha256"] = payload_digest({k: v for k, v in raw.items() if k != "payload_sha256"})
+    torch.save(raw, tmp_path / "future.pt")
+    code = f"""
+import sys
+from pathlib import Path
+from mi.config import load_config
+from mi.errors import CheckpointError
+from mi.pipeline import screen
+
+def cfg(*more):
+    return load_config({str(DEMO)!r}, ["execution.chunk_size=4", "execution.workers=2", "export.report=false",
+                                       "features.cache_dir=null", *more])
+
+if __name__ == "__main__":
+    result = screen(cfg(), out=Path({str(tmp_path / 'good')!r}), progress=False)
+    print("ranked", len(result.ranked), "torch", "torch" in sys.modules)
+    try:
+        screen(cfg("model.checkpoint={tmp_path / 'future.pt'}"), out=Path({str(tmp_path / 'bad')!r}), progress=False)
+    except CheckpointError as exc:
+        print("refused:", exc)
+"""
+    (tmp_path / "run.py").write_text(code)
+    done = subprocess.run([sys.executable, str(tmp_path / "run.py")], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "torch False" in done.stdout and "ranked 0" not in done.stdout
+    assert "refused:" in done.stdout and "this mi computes version" in done.stdout.split("refused:")[1], done.stdout

@@ -107,3 +107,14 @@ def test_presets_rank_alike_in_memory_and_streamed(tmp_path, preset):
     assert streamed["rank"].head(cfg.ranking.top_k).tolist() == list(range(1, cfg.ranking.top_k + 1))
     assert streamed["pareto_rank"].tolist() == want["pareto_rank"].tolist()
     np.testing.assert_array_equal(streamed["score"].to_numpy(), want["score"].to_numpy())
+
+
+def test_rank_leaves_its_table_as_it_was():
+    """`rank` works on its own rows (the merge hands its table over to save a copy): the caller's table,
+    with a stale ``score`` column or without one, is not changed."""
+    for table in (_table(), _table().assign(score=1.0)):
+        before = table.copy()
+        ranked, _ = rank(table, RankingConfig(objectives=_objectives("minmax"), top_k=5))
+        pd.testing.assert_frame_equal(table, before)
+        assert list(ranked.columns[:1]) == ["rank"] and ranked["score"].notna().all()
+        assert len(ranked) == len(table) and ranked.index.equals(pd.RangeIndex(len(table)))

@@ -22,7 +22,23 @@ Needs ../shared/datasets/mp_composition (the formulas) and matminer and scikit-l
 "peak MiB" is the peak resident set (VmHWM, polled from /proc) of the ``mi screen`` process, "worker" the
 largest of its pool workers' (and the forkserver's).
 
-Latest run (2026-12-05 08:53-08:59 UTC, 2 cores, OMP_NUM_THREADS=1, load average 4.3-5.3 at the start and
+Latest run (2026-12-05 09:27-09:33 UTC, 2 cores, OMP_NUM_THREADS=1, load average 1.8-2.5), ``--presets cathode
+--structures 0 --stage-rows 0 --baseline-rows 0``, after the chunks' notes were merged into one note per kind
+(counts added up: 30 notes and a 15 kB manifest for 10,000 formulas, were 1,400 and 157 kB), the screen's own
+process stopped loading the models when worker processes predict (cards only, no torch), the CSV reader
+stopped copying the text into a StringIO, and the merge, passports and top CIFs made fewer copies of the
+ranked table: 100,000 formulas in 23.2 s wall, 37.2 CPU-s (4,316 rows/s, 2,686 per CPU second), peak 343 MiB,
+workers 704 MiB; commit 659aff3 right after, same load: 23.8 s, 39.1 CPU-s (4,205 rows/s), peak 594 MiB,
+workers 719 MiB. ``--rows 1000000``: 198 s wall, 336 CPU-s (5,044 rows/s), peak 482 MiB (was 982), workers
+753 MiB: 1.41x the 100,000 run (goal 1.2x). What still grows (steps' peaks in the ``mi screen`` process,
+100,000 -> 1,000,000): reading and the chunks 280 -> 329 MiB (the CSV text, 22 MB, and the ids seen, 16 bytes
+each), the merge -> 451 (the 57,490 kept rows of 143 columns, 76 MB as a table, ranked in memory as
+``execution.max_rows_in_memory``, 500,000, asks; with it below the kept rows the merge streams: 105 MiB over
+its start instead of 236, but ranked.csv then holds the top-k and the Pareto front only), ranked.csv/json -> 472,
+the report -> 479. ranked.csv, ranked.json, removed.csv and failures.csv byte-identical to 659aff3 on the demo
+and cathode presets, 10,000 formulas, and in chunks of 3,000 (with ``out_of_domain: drop``, and streamed).
+
+The round before (2026-12-05 08:53-08:59 UTC, 2 cores, OMP_NUM_THREADS=1, load average 4.3-5.3 at the start and
 4.2 at the end: two model trainings and other benchmarks shared the two cores, so every wall time here
 is inflated), ``--rows 100000 --structures 10000 --stage-rows 10000``, after the removed rows
 moved from the shard records to a CSV file beside each shard, ranked.json/csv written block by block, the

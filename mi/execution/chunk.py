@@ -18,7 +18,7 @@ import pandas as pd
 
 from mi.candidates.base import Candidate, Failure
 from mi.config import ScreenConfig
-from mi.errors import ConfigError
+from mi.errors import CheckpointError, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -215,10 +215,11 @@ def run_chunk(
 ) -> ChunkResult:
     """`process_chunk`, with an exception in any stage turned into failures for the chunk's candidates
     (`failed_chunk`) instead of a lost run. A ConfigError (a constraint on a column no stage makes) is the
-    config's fault, not the candidates': it still stops the run."""
+    config's fault, not the candidates': it still stops the run, and so does a checkpoint that a worker
+    cannot load (every chunk would fail alike)."""
     try:
         return process_chunk(index, candidates, cfg, surrogate, progress=progress)
-    except ConfigError:
+    except (ConfigError, CheckpointError):
         raise
     except Exception as exc:  # noqa: BLE001 - any stage, any library: the chunk fails, the run goes on
         log.warning("chunk %d failed", index, exc_info=True)

@@ -13,7 +13,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 
 from mi.candidates.base import Candidate
 from mi.config import ScreenConfig
-from mi.errors import ConfigError
+from mi.errors import CheckpointError, ConfigError
 from mi.execution.chunk import ChunkResult, failed_chunk, run_chunk
 from mi.features.engine import FORKSERVER_PRELOAD, resolve_workers
 
@@ -85,6 +85,15 @@ def _worker_context():
     return context
 
 
+def in_workers(cfg: ScreenConfig, several_chunks: bool) -> bool:
+    """Whether the chunks run outside this process (Ray tasks, or `run_local`'s pool), where each worker
+    loads the models itself."""
+    if cfg.execution.backend != "local":
+        return True
+    workers = cfg.execution.workers
+    return resolve_workers(workers) > 1 and (several_chunks or workers != "auto")
+
+
 def start_workers_early(cfg: ScreenConfig) -> None:
     """Start the forkserver of `run_local`'s workers now, so that its imports run while this process loads
     the models (seconds of a short screen's wall time); nothing for one worker or another backend."""
@@ -98,13 +107,14 @@ def start_workers_early(cfg: ScreenConfig) -> None:
 
 def _result(future: Future, job: tuple[int, list[Candidate]]) -> ChunkResult:
     """The chunk's result; what went wrong outside `run_chunk` (a result that cannot be sent back, a
-    worker that died) makes the chunk's candidates failures too. A ConfigError still stops the run."""
+    worker that died) makes the chunk's candidates failures too. A ConfigError or a checkpoint the worker
+    cannot load still stops the run."""
     try:
         return future.result()
-    except ConfigError:
+    except (ConfigError, CheckpointError):
         raise
     except Exception as exc:  # noqa: BLE001
         return failed_chunk(*job, exc)
 
 
-__all__ = ["resolve_workers", "run_local", "single_process_config", "start_workers_early"]
+__all__ = ["in_workers", "resolve_workers", "run_local", "single_process_config", "start_workers_early"]

@@ -96,7 +96,7 @@ def concat_rows(frames: list[pd.DataFrame]) -> pd.DataFrame:
 # --- in memory --------------------------------------------------------------------------------------
 
 
-def _merge_in_memory(files: Sequence[Path], cfg: RankingConfig) -> tuple[pd.DataFrame, dict]:
+def _shards_table(files: Sequence[Path]) -> pd.DataFrame:
     frames = []
     for path in files:
         columns = [c for c in shard_columns(path) if c != STRUCTURE_COLUMN]
@@ -105,7 +105,11 @@ def _merge_in_memory(files: Sequence[Path], cfg: RankingConfig) -> tuple[pd.Data
     frames.clear()  # the shards' frames go before ranking copies the table
     if "id" not in table.columns:
         table = pd.DataFrame({"id": pd.Series(dtype=object)})
-    return rank(table, cfg)
+    return table
+
+
+def _merge_in_memory(files: Sequence[Path], cfg: RankingConfig) -> tuple[pd.DataFrame, dict]:
+    return rank(_shards_table(files), cfg)  # no name here holds the table: `rank` frees it after its first copy
 
 
 # --- streaming --------------------------------------------------------------------------------------

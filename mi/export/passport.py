@@ -26,7 +26,7 @@ import mi
 from mi.candidates.base import Failure
 from mi.config import PropertiesConfig
 from mi.files import atomic_write_json, to_jsonable
-from mi.export.rundir import PASSPORT_DIR, safe_file_stem
+from mi.export.rundir import PASSPORT_DIR, safe_file_stem, top_ranked
 from mi.properties import demand, supply
 
 PASSPORT_VERSION = 1
@@ -239,12 +239,11 @@ def write_passports(
     """
     folder = Path(run_dir) / PASSPORT_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    rows = ranked.sort_values("rank", kind="stable") if "rank" in ranked.columns else ranked
     records: dict[str, dict] = {}
     paths: list[Path] = []
     failures: list[Failure] = []
     taken: set[str] = set()
-    for row in rows.head(top_k).to_dict("records"):
+    for row in top_ranked(ranked, top_k).to_dict("records"):
         cid = str(row["id"])
         try:
             record = build_passport(row, table, cfg, run=run)

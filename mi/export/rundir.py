@@ -352,6 +352,13 @@ def safe_file_stem(text: str, max_length: int = 80) -> str:
     return stem or "candidate"
 
 
+def top_ranked(ranked: pd.DataFrame, k: int) -> pd.DataFrame:
+    """The first `k` rows by ``rank`` (table order if there is none), without a sorted copy of the table."""
+    if "rank" not in ranked.columns:
+        return ranked.head(k)
+    return ranked.iloc[np.argsort(ranked["rank"].to_numpy(), kind="stable")[:k]]
+
+
 def write_top_cifs(
     run_dir: str | Path, ranked: pd.DataFrame, structures: Mapping[str, Any], top_k: int
 ) -> tuple[list[Path], list[Failure]]:
@@ -367,8 +374,7 @@ def write_top_cifs(
 
     top = Path(run_dir) / TOP_DIR
     top.mkdir(parents=True, exist_ok=True)
-    rows = ranked.sort_values("rank", kind="stable") if "rank" in ranked.columns else ranked
-    rows = rows.head(top_k)
+    rows = top_ranked(ranked, top_k)
     width = len(str(top_k))
     written: list[Path] = []
     failures: list[Failure] = []

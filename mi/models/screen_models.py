@@ -122,16 +122,25 @@ class ScreenModels:
         out = pd.concat(frames, axis=1)
         return _blended(out, self.targets) if out.columns.duplicated().any() else out
 
-    def cards(self) -> list[dict]:
-        """Per model: key, checkpoint, sha256, columns contributed and the card's provenance and metrics."""
-        from mi.models.checkpoint import checkpoint_card
 
-        out = []
-        for ref in self.refs:
-            card = checkpoint_card(ref.label)
-            out.append({"key": ref.key, "checkpoint": ref.label, "sha256": card["sha256"], "columns": list(ref.columns or ()),
-                        "blend": ref.blend, "card": card})
-        return out
+def model_cards(refs: Sequence[ModelRef]) -> list[dict]:
+    """Per model: key, checkpoint, sha256, columns contributed and the card's provenance and metrics (read
+    without torch: what a screen whose workers load the models needs)."""
+    from mi.models.checkpoint import checkpoint_card
+
+    out = []
+    for ref in refs:
+        card = checkpoint_card(ref.label)
+        out.append({"key": ref.key, "checkpoint": ref.label, "sha256": card["sha256"], "columns": list(ref.columns or ()),
+                    "blend": ref.blend, "card": card})
+    return out
+
+
+def predicted_columns(refs: Sequence[ModelRef]) -> list[str]:
+    """`ScreenModels.targets` of checked refs (`check_models`), without loading the models."""
+    from mi.models.checkpoint import checkpoint_targets
+
+    return list(dict.fromkeys(c for ref in refs for c in (ref.columns or checkpoint_targets(ref.label)[0])))
 
 
 def _blended(frame: pd.DataFrame, targets: Sequence[str]) -> pd.DataFrame:
@@ -169,4 +178,4 @@ def _target_of(column: str, targets: Sequence[str]) -> str:
     return column
 
 
-__all__ = ["ModelRef", "ScreenModels", "check_models", "model_refs"]
+__all__ = ["ModelRef", "ScreenModels", "check_models", "model_cards", "model_refs", "predicted_columns"]

@@ -319,6 +319,8 @@ CALCULATORS: dict[str, tuple[Calculator, ...]] = {
             _no_fact("co2_kg_per_kg", "CO2 factor"),
             needs_facts=True,
             caveat=("co2_kg_per_kg", "CO2 factor"),
+            # NaN when none of the elements has a factor: counted per element, not one note per combination
+            missing_fact=("co2_kg_per_kg", "CO2 factor"),
         ),
     ),
     "circularity": (

@@ -5,6 +5,8 @@ Ranking knows columns, not how they were computed: predicted and exact propertie
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 
@@ -77,27 +79,35 @@ def rank(table: pd.DataFrame, cfg: RankingConfig) -> tuple[pd.DataFrame, dict]:
     """
     if "id" not in table.columns:
         raise ValueError("the table to rank needs an 'id' column")
+    rows_in = len(table)
     objectives, skipped = usable_objectives(table, cfg)
-    kept, removed = apply_constraints(table, cfg.constraints)
-    out = kept.reset_index(drop=True).drop(columns=list(RANKING_COLUMNS), errors="ignore")
-    del kept  # few copies of the table at once: a merge ranks up to execution.max_rows_in_memory wide rows
+    kept, removed = apply_constraints(table, cfg.constraints)  # a new frame, even when every row is kept
+    # Few copies of the table at once: a merge ranks up to execution.max_rows_in_memory wide rows, and hands
+    # over its table (this reference is then the last). Columns added below go to `out` only.
+    del table
+    stale = [c for c in RANKING_COLUMNS if c in kept.columns]
+    out = kept.drop(columns=stale) if stale else kept.copy(deep=False)
+    del kept
+    out.index = pd.RangeIndex(len(out))
     # the statistics of this table, as the streamed merge gathers them shard by shard (`mi.ranking.stats`)
     scorer, notes = Scorer.of(out, objectives, kappa=cfg.ucb_kappa, out_of_domain=cfg.out_of_domain)
     skipped += notes
     columns = scorer.columns(out)
     values = scorer.matrix(columns)
     fronts = pareto_ranks(values, scorer.maximise)
-    out["score"] = scorer.score(columns)
-    if cfg.ucb_kappa is not None:
-        out["ucb_score"] = scorer.ucb(columns)
-    out["pareto_rank"] = fronts
-    out["crowding_distance"] = crowding_distance(values, fronts)
-    order = ranked_order(out[cfg.sort_by].to_numpy(dtype=float), fronts, out["id"].astype(str).to_numpy())
-    out = out.iloc[order]
-    out.index = pd.RangeIndex(len(out))
-    out.insert(0, "rank", np.arange(1, len(out) + 1, dtype=np.int64))
+    with warnings.catch_warnings():  # a merged table comes in many blocks: adding five columns is still cheap
+        warnings.simplefilter("ignore", pd.errors.PerformanceWarning)
+        out["score"] = scorer.score(columns)
+        if cfg.ucb_kappa is not None:
+            out["ucb_score"] = scorer.ucb(columns)
+        out["pareto_rank"] = fronts
+        out["crowding_distance"] = crowding_distance(values, fronts)
+        order = ranked_order(out[cfg.sort_by].to_numpy(dtype=float), fronts, out["id"].astype(str).to_numpy())
+        out = out.iloc[order]
+        out.index = pd.RangeIndex(len(out))
+        out.insert(0, "rank", np.arange(1, len(out) + 1, dtype=np.int64))
     summary = {
-        "rows_in": int(len(table)),
+        "rows_in": int(rows_in),
         "rows_kept": int(len(out)),
         "removed": removed,
         "skipped": skipped,
