@@ -189,6 +189,19 @@ def test_a_screen_in_chunks_has_the_notes_of_one_chunk(tmp_path):
     chunks = screen(_demo(tmp_path), out=tmp_path / "chunks", progress=False)
     assert chunks.manifest["counts"]["chunks"] == 6
     assert sorted(chunks.manifest["notes"]) == sorted(one.manifest["notes"])
+    header = [(run.run_dir / "ranked.csv").read_text().splitlines()[0] for run in (one, chunks)]
+    assert header[0] == header[1]  # the columns in one table's order, however the run was chunked
+
+
+def test_a_column_only_a_later_shard_has_goes_where_one_table_puts_it():
+    from mi.execution.merge import union_columns
+
+    first = ["id", "demand_Li_t_per_year", "demand_O_t_per_year", "max_supply_share", "score"]
+    later = ["id", "demand_Li_t_per_year", "demand_F_t_per_year", "demand_O_t_per_year", "max_supply_share",
+             "ucb_score", "score"]
+    assert union_columns([first, later]) == later
+    assert union_columns([later, first]) == later
+    assert union_columns([first, first]) == first
 
 
 @pytest.mark.slow

@@ -27,7 +27,7 @@ other members are not gathered.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +65,24 @@ def read_shard(path: Path, columns: Sequence[str] | None = None) -> pd.DataFrame
     return frame[list(columns)]
 
 
+def union_columns(orders: Iterable[Sequence[str]]) -> list[str]:
+    """Every column of the shards, in one table's order whatever the chunking: a column a later shard adds
+    (``demand_Kr_t_per_year``, where only that chunk holds krypton) goes right after the column it follows
+    there, not at the end, since every chunk writes its columns in the same canonical order."""
+    union: list[str] = []
+    seen: set[str] = set()
+    for order in orders:
+        place = 0
+        for c in order:
+            if c in seen:
+                place = union.index(c) + 1
+            else:
+                union.insert(place, c)
+                seen.add(c)
+                place += 1
+    return union
+
+
 def concat_rows(frames: list[pd.DataFrame]) -> pd.DataFrame:
     """Concatenate shard frames so that column types come out as one table's would.
 
@@ -90,7 +108,12 @@ def concat_rows(frames: list[pd.DataFrame]) -> pd.DataFrame:
                     f, copied = f.copy(), True
                 f[c] = pd.to_numeric(f[c], errors="coerce").astype(float)
         aligned.append(f)
-    return pd.concat(aligned, ignore_index=True, sort=False) if len(aligned) > 1 else aligned[0].reset_index(drop=True)
+    if len(aligned) == 1:
+        return aligned[0].reset_index(drop=True)
+    order = union_columns(f.columns for f in aligned)
+    if list(aligned[0].columns) != order:  # concat keeps the first frame's order: give it every column
+        aligned[0] = aligned[0].reindex(columns=order)
+    return pd.concat(aligned, ignore_index=True, sort=False)
 
 
 # --- in memory --------------------------------------------------------------------------------------
@@ -259,10 +282,7 @@ def merge_shards(
     if rows <= max_rows_in_memory or not files:
         ranked, summary = _merge_in_memory(files, cfg)
         return ranked, {**summary, "streamed": False}
-    columns: list[str] = []
-    for path in files:
-        columns.extend(c for c in shard_columns(path) if c not in columns)
-    return _merge_streaming(files, cfg, columns)
+    return _merge_streaming(files, cfg, union_columns(shard_columns(path) for path in files))
 
 
 def structures_of(files: Sequence[Path], ids: set[str]) -> dict:
@@ -282,4 +302,4 @@ def structures_of(files: Sequence[Path], ids: set[str]) -> dict:
     return out
 
 
-__all__ = ["concat_rows", "merge_shards", "read_shard", "structures_of"]
+__all__ = ["concat_rows", "merge_shards", "read_shard", "structures_of", "union_columns"]
