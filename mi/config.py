@@ -721,7 +721,16 @@ class RefineConfig(_Frozen):
         True, description="multiply the time limit by the machine's load per core when above 1 (a busy machine)"
     )
     max_memory_mb: float | None = Field(4096.0, gt=0, description="memory one relaxation may add; beyond it, a failure")
-    disagreement_sigma: float = Field(3.0, gt=0, description="flag |oracle - surrogate| beyond this many surrogate std")
+    disagreement_sigma: float = Field(
+        3.0, gt=0, description="flag |oracle - surrogate| beyond this many std (the surrogate's and the oracle's "
+        "own error, in quadrature)"
+    )
+    oracle_std: dict[str, float] = Field(
+        default_factory=lambda: {"formation_energy_eV_atom": 0.03, "e_hull_eV_atom": 0.03},
+        description="the oracle's own error per ranked column, against the data the surrogate learned from: CHGNet "
+        "0.3.0 errs 29 meV/atom on MPtrj's test energies (its README), which the MP-trained surrogates learned; "
+        "0 for a column the surrogate learned from the oracle itself (builtin:voltage: CHGNet voltages)"
+    )
     chunk_size: int = Field(4, ge=1, description="candidates per refine chunk (each written atomically; --resume skips them)")
     device: Literal["auto", "cpu", "cuda", "mps"] = "cpu"
     cache_dir: str | None = Field(

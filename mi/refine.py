@@ -18,8 +18,9 @@
    ``e_hull_eV_atom``) takes the oracle's value where there is one (std 0, in domain), the surrogate's
    stays in ``surrogate_<column>``; the derived figures (energy, demand, stability window) are recomputed
    for those rows; ``<column>_source`` says ``surrogate``, ``oracle`` or ``exact`` for each ranked column.
-   ``oracle_disagrees`` flags a row whose oracle value lies beyond ``refine.disagreement_sigma`` surrogate
-   std of the surrogate's (``oracle_disagrees_on`` names the columns).
+   ``oracle_disagrees`` flags a row whose oracle value lies beyond ``refine.disagreement_sigma`` std of the
+   surrogate's, the surrogate's std and the oracle's own error (``refine.oracle_std``) taken in quadrature
+   (``oracle_disagrees_on`` names the columns).
 4. **Re-rank** with `mi.ranking.rank` on that table (a refined row the oracle puts outside a constraint
    leaves the ranking, with a note); ``surrogate_rank`` keeps the rank before.
 5. **Outputs**: ``refined.csv`` (every selected row: status, both values, ranks, oracle time),
@@ -129,7 +130,7 @@ def _composition_key(formula) -> str:
 
 def _settings_hash(cfg: ScreenConfig) -> str:
     # what a refined chunk's values depend on: not top_k, select or the flag threshold (ids are checked apart)
-    settings = cfg.refine.model_dump(mode="json", exclude={"top_k", "select", "disagreement_sigma", "cache_dir"})
+    settings = cfg.refine.model_dump(mode="json", exclude={"top_k", "select", "disagreement_sigma", "oracle_std", "cache_dir"})
     settings["working_ion"] = cfg.properties.working_ion
     if settings["references"] not in ("mp_bundled", "oracle_elements"):
         from mi.candidates import sha256_file
@@ -404,15 +405,16 @@ def substitute(table: pd.DataFrame, oracle: pd.DataFrame, cfg: ScreenConfig, ele
             if f"{column}_std" in before.columns:
                 out[f"surrogate_{column}_std"] = _numeric(before, f"{column}_std")
 
-    # disagreement beyond k surrogate std
-    sigma = cfg.refine.disagreement_sigma if cfg.refine is not None else 3.0
+    # disagreement beyond k std: the surrogate's and the oracle's own error (against the surrogate's data)
+    r = cfg.refine if cfg.refine is not None else RefineConfig()
     on: list[list[str]] = [[] for _ in range(len(out))]
     for m in mapped:
         if m.surrogate == m.oracle or f"{m.surrogate}_std" not in before.columns:
             continue
         s, sd, o = _numeric(before, m.surrogate), _numeric(before, f"{m.surrogate}_std"), _numeric(out, m.oracle)
+        both = np.hypot(sd, r.oracle_std.get(m.surrogate, 0.0))
         with np.errstate(invalid="ignore"):
-            far = np.isfinite(s) & np.isfinite(o) & (sd > 0) & (np.abs(o - s) > sigma * sd)
+            far = np.isfinite(s) & np.isfinite(o) & (both > 0) & (np.abs(o - s) > r.disagreement_sigma * both)
         for i in np.flatnonzero(far):
             on[i].append(m.surrogate)
     out["oracle_disagrees"] = [bool(x) for x in on]

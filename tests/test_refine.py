@@ -134,6 +134,20 @@ def test_substitution_sources_and_disagreement(tmp_path):
     assert out["oracle_relaxed_density_g_cm3"].iloc[0] == 5.0
 
 
+def test_disagreement_counts_the_oracles_own_error(tmp_path):
+    from mi.refine import substitute
+
+    # 0.05 +- 0.005 against CHGNet's 0.0: ten surrogate std apart, but within 3 std once the oracle's own
+    # 0.03 eV/atom error is counted; a 0.25 eV/atom gap stays a disagreement
+    table = pd.DataFrame({"id": ["a", "b"], "formula": ["LiCoO2", "LiFePO4"], "capacity_mAh_g": [274.0, 170.0],
+                          "e_hull_eV_atom": [0.05, 0.25], "e_hull_eV_atom_std": [0.005, 0.005]})
+    oracle = pd.DataFrame({"e_hull_with_candidates_eV_atom": [0.0, 0.0]}, index=pd.Index(["a", "b"], name="id"))
+    default = substitute(table, oracle, load_config(_config(tmp_path, "{top_k: 2}")))
+    assert default["oracle_disagrees"].tolist() == [False, True]
+    alone = substitute(table, oracle, load_config(_config(tmp_path, "{top_k: 2, oracle_std: {}}", "alone")))
+    assert alone["oracle_disagrees"].tolist() == [True, True]
+
+
 def test_partial_delithiation_repeats_the_cell(licoo2):
     cell = licoo2.get_primitive_structure()  # one Li
     lithiated, host, n = delithiated_pair(cell, "Li", 1.0)
