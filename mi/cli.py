@@ -255,6 +255,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _model_size(card: dict) -> str:
+    """A forest's size is its tree nodes (split arrays, nothing trained by gradient); a network's its parameters."""
+    if card.get("model_kind") == "forest":
+        return f"{(card.get('model_config') or {}).get('n_nodes')} tree nodes"
+    return f"{card.get('n_parameters')} parameters"
+
+
 def format_card(card: dict) -> str:
     """A checkpoint card for people: what it predicts, from what, trained on what, how well."""
     training = card.get("training", {})
@@ -267,7 +274,7 @@ def format_card(card: dict) -> str:
         "features     "
         + ", ".join(f"{f['name']} v{f['version']}" for f in card.get("feature_sets", []))
         + f" ({card.get('n_features')} columns)",
-        f"model        {card.get('model_kind', 'mlp')} {card.get('model_config')}  ({card.get('n_parameters')} parameters)",
+        f"model        {card.get('model_kind', 'mlp')} {card.get('model_config')}  ({_model_size(card)})",
         f"dataset      {dataset.get('name')}: {training.get('n_used')} of {training.get('n_rows')} rows used, "
         f"{training.get('data_sha256')}",
     ]
@@ -277,6 +284,10 @@ def format_card(card: dict) -> str:
     for key in ("description", "data", "licence", "attribution"):  # the recipe's card (TrainRunConfig.card)
         if training.get(key):
             lines.append(f"{key:<12} {training[key]}")
+    baseline = card.get("baseline")
+    if baseline:
+        lines.append(f"baseline     {baseline['target']} = {baseline['kind']} from {baseline['energy_model']} "
+                     f"{baseline['energy_column']} ({baseline.get('energy_sha256')}) + this model's correction")
     domain = card.get("domain")
     if domain:
         lines.append(

@@ -449,6 +449,17 @@ class ScheduleConfig(_Frozen):
     min_lr_factor: float = Field(0.0, ge=0, le=1)
 
 
+class BaselineConfig(_Frozen):
+    """A physics baseline of one target (`mi.models.baseline`): the surrogate learns ``target - baseline`` and
+    predicts ``baseline + its output``. ``intercalation_voltage``: the voltage of removing every extractable
+    working ion, from `energy_model`'s `energy_column` (formation energy per atom) of both compositions."""
+
+    kind: Literal["intercalation_voltage"] = "intercalation_voltage"
+    target: str = "voltage_V"
+    energy_model: str = Field("builtin:mp_stability", description="a checkpoint or builtin:<name>")
+    energy_column: str = "formation_energy_eV_atom"
+
+
 class TrainConfig(_Frozen):
     """How to train a surrogate: dataset, model, loss, split, optimiser, schedule, stopping, device."""
 
@@ -467,6 +478,7 @@ class TrainConfig(_Frozen):
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     amp: bool = Field(True, description="mixed precision when training on CUDA (bfloat16, else float16)")
     recalibrate: bool = Field(True, description="scale the predicted std to the validation errors")
+    baseline: BaselineConfig | None = Field(None, description="learn the correction to a physics baseline")
 
     @field_validator("model", mode="before")
     @classmethod

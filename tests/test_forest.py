@@ -9,6 +9,7 @@ import torch
 from pymatgen.core import Composition
 
 from mi.candidates.base import Candidate, composition_hash
+from mi.cli import format_card
 from mi.config import TrainConfig, load_config, load_train_config
 from mi.errors import ConfigError, InputError
 from mi.features import featurize
@@ -104,6 +105,8 @@ def test_forest_recipe_trains_calibrates_and_flags_its_domain(tmp_path):
     assert not prediction.loc["Cs2O", "a_in_domain"]  # Cs: never in training
     card = checkpoint_card(checkpoint)  # read without torch
     assert card["model_kind"] == "forest" and card["model_config"]["trees"] == 16 and card["domain"]
+    nodes = card["model_config"]["n_nodes"]
+    assert nodes > 16 and f"({nodes} tree nodes)" in format_card(card)  # not "parameters": nothing is trained by gradient
     with pytest.raises(InputError, match="forest is fitted in one go"):
         train_from_config(load_train_config(path), progress=False, resume=True)
 

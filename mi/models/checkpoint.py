@@ -40,6 +40,7 @@ import platform
 import zipfile
 from contextlib import ExitStack
 from datetime import datetime, timezone
+from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -124,6 +125,7 @@ def checkpoint_payload(surrogate: Surrogate) -> dict[str, Any]:
         "targets": [{"name": t, "unit": spec.units.get(t, "")} for t in spec.targets],
         "training": spec.training,
         **({"domain": surrogate.domain.to_payload()} if surrogate.domain is not None else {}),
+        **({"baseline": dict(spec.baseline)} if spec.baseline is not None else {}),
         "versions": _versions(),
         "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
@@ -323,6 +325,7 @@ def load_checkpoint(path_or_name: str | Path, expected_sha256: str | None = None
         targets=[t["name"] for t in targets],
         units={t["name"]: t["unit"] for t in targets},
         training=dict(payload["training"]),
+        baseline=dict(payload["baseline"]) if payload.get("baseline") is not None else None,
     )
     domain = None
     if payload.get("domain") is not None:
@@ -332,7 +335,20 @@ def load_checkpoint(path_or_name: str | Path, expected_sha256: str | None = None
             domain = Domain.from_payload(payload["domain"])
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"{label}: unreadable domain of applicability: {exc}") from None
-    return Surrogate(module, spec, domain)
+    baseline_model = None
+    if spec.baseline is not None:
+        try:
+            baseline_model = baseline_energy_model(spec.baseline["energy_model"], spec.baseline.get("energy_sha256"))
+        except CheckpointError as exc:
+            raise CheckpointError(f"{label}: its {spec.baseline['kind']} baseline reads {exc}") from None
+    return Surrogate(module, spec, domain, baseline_model)
+
+
+@lru_cache(maxsize=8)
+def baseline_energy_model(name: str, sha256: str | None) -> Surrogate:
+    """The energy model a baseline reads (`mi.models.baseline`), loaded once per process and checked against
+    the sha256 it was trained with: another model's energies would not match the learned correction."""
+    return load_checkpoint(name, expected_sha256=sha256)
 
 
 def checkpoint_targets(path_or_name: str | Path, expected_sha256: str | None = None) -> tuple[list[str], str]:

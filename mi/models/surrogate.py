@@ -206,6 +206,8 @@ class SurrogateSpec:
     targets: list[str]
     units: dict[str, str]  # target -> unit
     training: dict[str, Any] = field(default_factory=dict)  # dataset, recipe, metrics, data hash, ...
+    # a physics baseline the module's output corrects (`mi.models.baseline`): kind, target, energy model + sha256
+    baseline: dict[str, Any] | None = None
 
 
 _DEFAULT_BATCH = {"features": 8192, "composition": 2048, "graph": 64}
@@ -214,10 +216,12 @@ _DEFAULT_BATCH = {"features": 8192, "composition": 2048, "graph": 64}
 class Surrogate:
     """A trained `EnsembleNet` and its `SurrogateSpec`; predicts for candidates in physical units."""
 
-    def __init__(self, module: EnsembleNet, spec: SurrogateSpec, domain: Domain | None = None) -> None:
+    def __init__(self, module: EnsembleNet, spec: SurrogateSpec, domain: Domain | None = None,
+                 baseline_model: Surrogate | None = None) -> None:
         self.module = module
         self.spec = spec
         self.domain = domain  # `mi.models.domain.Domain`, or None for a checkpoint without one
+        self.baseline_model = baseline_model  # the energy model of ``spec.baseline``, loaded with the checkpoint
 
     @property
     def kind(self) -> str:
@@ -360,9 +364,10 @@ class Surrogate:
         for j, target in enumerate(self.spec.targets):
             out[target] = mean[:, j].astype(float)
             out[f"{target}_std"] = std[:, j].astype(float)
+        by_id = {c.id: c for c in candidates} if candidates is not None else None
+        compositions = [by_id[i].composition for i in index] if by_id is not None else None
+        baseline_in_domain = self._add_baseline(out, compositions)
         if self.domain is not None:
-            by_id = {c.id: c for c in candidates} if candidates is not None else None
-            compositions = [by_id[i].composition for i in index] if by_id is not None else None
             flags = self.domain.check(
                 self.domain_inputs(features, candidates, index), compositions,
                 {t: out[f"{t}_std"] for t in self.spec.targets},
@@ -370,9 +375,31 @@ class Surrogate:
             for target in self.spec.targets:
                 # no value, no verdict: the flag is missing (<NA>) where the model could not predict
                 flag = pd.array(flags[target], dtype="boolean")
+                if target in baseline_in_domain:
+                    flag &= baseline_in_domain[target]
                 flag[~np.isfinite(out[target])] = pd.NA
                 out[f"{target}_in_domain"] = flag
         return pd.DataFrame(out, index=index, columns=self.output_columns())
+
+    def _add_baseline(self, out: dict[str, np.ndarray], compositions: list | None) -> dict[str, np.ndarray]:
+        """Add the baseline to its target's mean in `out` (no baseline value: no prediction); returns
+        {target: the baseline's own in-domain flag}."""
+        baseline = self.spec.baseline
+        if baseline is None:
+            return {}
+        if compositions is None:
+            raise InputError(f"this surrogate corrects a {baseline['kind']} baseline computed from the compositions: "
+                             "pass the candidates to predict()")
+        if self.baseline_model is None:
+            raise InputError(f"this surrogate corrects a {baseline['kind']} baseline but was built without its energy "
+                             f"model ({baseline['energy_model']}): load it with mi.models.checkpoint.load_checkpoint")
+        from mi.models.baseline import baseline_values
+
+        target = baseline["target"]
+        values, in_domain = baseline_values(baseline, self.baseline_model, compositions)
+        out[target] = out[target] + values
+        out[f"{target}_std"] = np.where(np.isfinite(values), out[f"{target}_std"], np.nan)
+        return {target: in_domain}
 
     def __repr__(self) -> str:
         config = {k: v for k, v in self.module.config().items() if k not in ("n_features", "n_targets")}

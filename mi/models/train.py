@@ -3,7 +3,8 @@
 `train` reads top to bottom, one named step each:
 
 1. ``prepare_data``: the model's featurizer turns the dataset rows into inputs (descriptors, compositions or
-   graphs); rows it cannot describe, or without any target, are left out and counted;
+   graphs); rows it cannot describe, or without any target, are left out and counted; with a physics
+   baseline (``baseline``), ``subtract_baseline`` leaves its target as the correction to learn;
 2. ``split_data``: validation (and optionally test) rows split off: random, or whole groups of one reduced
    formula or one chemical system, seeded;
 3. ``build_model``: the network, its normalisers (buffers in the module) fitted on the training rows;
@@ -31,7 +32,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,10 +44,10 @@ from pymatgen.core import Composition
 from tqdm.auto import tqdm
 
 from mi.candidates.base import Candidate, Failure, composition_hash
-from mi.config import TrainConfig, TrainRunConfig, model_feature_sets
+from mi.config import BaselineConfig, TrainConfig, TrainRunConfig, model_feature_sets
 from mi.errors import ConfigError, InputError
 from mi.models import inputs as model_inputs
-from mi.models.checkpoint import save_checkpoint
+from mi.models.checkpoint import baseline_energy_model, checkpoint_targets, save_checkpoint
 from mi.models.datasets import Dataset, dataset_hash, load_dataset
 from mi.models.device import resolve_device
 from mi.models.evaluate import calibration_metrics, fit_std_scale, regression_metrics
@@ -151,6 +152,35 @@ def prepare_data(cfg: TrainConfig, dataset: Dataset) -> TrainingData:
         feature_names=feature_names,
         failures=failures,
     )
+
+
+def subtract_baseline(cfg: BaselineConfig, data: TrainingData) -> tuple[TrainingData, dict[str, Any]]:
+    """Step 1b: the baseline's target less the baseline (`mi.models.baseline`), and the record the checkpoint
+    keeps (with the energy model's sha256). A row without a baseline value loses that target; a row left
+    without any target is left out."""
+    from mi.models.baseline import baseline_values
+
+    if cfg.target not in data.target_names:
+        raise ConfigError(f"train.baseline.target: {cfg.target!r} is not a target of the dataset "
+                          f"(targets: {', '.join(data.target_names)})")
+    energy_targets, sha256 = checkpoint_targets(cfg.energy_model)
+    if cfg.energy_column not in energy_targets:
+        raise ConfigError(f"train.baseline.energy_column: {cfg.energy_model} predicts {', '.join(energy_targets)}, "
+                          f"not {cfg.energy_column!r}")
+    record = {**cfg.model_dump(mode="json"), "energy_sha256": sha256}
+    energy = baseline_energy_model(cfg.energy_model, sha256)
+    values, _ = baseline_values(record, energy, [Composition(f) for f in data.formulas])
+    targets = data.targets.clone()
+    j = data.target_names.index(cfg.target)
+    targets[:, j] -= torch.from_numpy(values).to(targets.dtype)  # NaN where there is no baseline
+    rows = np.flatnonzero(~torch.isnan(targets).all(dim=1).numpy())
+    if len(rows) < len(data.ids):
+        log.warning("baseline %s: %d training rows have no value and no other target; left out",
+                    cfg.kind, len(data.ids) - len(rows))
+    return replace(
+        data, inputs=_subset_inputs(data.inputs, rows), targets=targets[rows],
+        formulas=[data.formulas[i] for i in rows], ids=[data.ids[i] for i in rows],
+    ), record
 
 
 def _subset_inputs(inputs: Any, rows: np.ndarray) -> Any:
@@ -576,7 +606,8 @@ def training_metrics(module: EnsembleNet, split: Split, data: TrainingData, cali
 
 
 def package(cfg: TrainConfig, dataset: Dataset, data: TrainingData, data_sha256: str, module: EnsembleNet,
-            split: Split, metrics: dict[str, Any], training_info: dict[str, Any] | None) -> Surrogate:
+            split: Split, metrics: dict[str, Any], training_info: dict[str, Any] | None,
+            baseline: dict[str, Any] | None = None) -> Surrogate:
     """Step 7: the `Surrogate`: module, card (targets, units, features, data, recipe, metrics) and the domain
     of applicability (`fit_domain`)."""
     spec = SurrogateSpec(
@@ -595,9 +626,11 @@ def package(cfg: TrainConfig, dataset: Dataset, data: TrainingData, data_sha256:
             "recipe": cfg.model_dump(mode="json"),
             "metrics": metrics,
         },
+        baseline=baseline,
     )
     domain = fit_domain(module, data, split.train, split.val, seed=cfg.seed)
-    return Surrogate(module, spec, domain)
+    energy = baseline_energy_model(baseline["energy_model"], baseline["energy_sha256"]) if baseline else None
+    return Surrogate(module, spec, domain, energy)
 
 
 def train(
@@ -622,6 +655,9 @@ def train(
     if resume and (run_dir is None or not (run_dir / RESUME_FILE).is_file()):
         raise InputError(f"--resume: no {RESUME_FILE} in {run_dir} to resume from")
     data = prepare_data(cfg, dataset)
+    baseline = None
+    if cfg.baseline is not None:
+        data, baseline = subtract_baseline(cfg.baseline, data)
     data_sha256 = dataset_hash(dataset)
     if len(data.ids) < 2:
         raise InputError(f"training needs at least two usable rows with a target, got {len(data.ids)}")
@@ -637,7 +673,7 @@ def train(
         split, history = opt.split, restore_best(opt)  # a resumed run keeps the split it started with
     module, calibration = calibrated(cfg, module, data, split.val, device)
     metrics = training_metrics(module, split, data, calibration, history, device, time.perf_counter() - started)
-    return package(cfg, dataset, data, data_sha256, module, split, metrics, training_info), metrics
+    return package(cfg, dataset, data, data_sha256, module, split, metrics, training_info, baseline), metrics
 
 
 @torch.no_grad()
@@ -662,9 +698,12 @@ def attach_domain(surrogate: Surrogate, cfg: TrainConfig, dataset: Dataset) -> S
     """`surrogate` (trained by recipe `cfg` on `dataset`) with its domain fitted on the same split, without
     retraining: for checkpoints written before domains existed."""
     data = prepare_data(cfg, dataset)
+    if cfg.baseline is not None:  # the rows training kept
+        data, _ = subtract_baseline(cfg.baseline, data)
     split = split_data(cfg, data)
     surrogate.module.cpu()
-    return Surrogate(surrogate.module, surrogate.spec, fit_domain(surrogate.module, data, split.train, split.val, cfg.seed))
+    domain = fit_domain(surrogate.module, data, split.train, split.val, cfg.seed)
+    return Surrogate(surrogate.module, surrogate.spec, domain, surrogate.baseline_model)
 
 
 @torch.no_grad()

@@ -1,0 +1,92 @@
+"""Physics baselines: a voltage from an energy model's formation energies, and a surrogate that corrects it."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from pymatgen.core import Composition
+
+from mi.candidates.base import Candidate, composition_hash
+from mi.config import TrainConfig
+from mi.errors import CheckpointError, ConfigError, InputError
+from mi.models.baseline import intercalation_voltage
+from mi.models.checkpoint import baseline_energy_model, checkpoint_targets, load_checkpoint, save_checkpoint
+from mi.models.surrogate import Surrogate
+from mi.models.train import train_surrogate
+
+LABELS = Path(__file__).resolve().parents[1] / "datasets" / "voltage" / "li" / "labels.json"
+BASELINE = {"kind": "intercalation_voltage", "target": "voltage_V", "energy_model": "builtin:mp_stability",
+            "energy_column": "formation_energy_eV_atom"}
+
+
+def _candidates(formulas):
+    return [Candidate(f, "test", f, Composition(f), None, composition_hash(Composition(f))) for f in formulas]
+
+
+@pytest.fixture(scope="module")
+def mp_stability():
+    return baseline_energy_model("builtin:mp_stability", checkpoint_targets("builtin:mp_stability")[1])
+
+
+def test_intercalation_voltage_is_the_energy_difference_of_removing_every_extractable_ion(mp_stability):
+    formulas = ["LiFePO4", "LiCoO2", "Li2FeSiO4", "Fe2O3", "LiF"]
+    voltage, in_domain = intercalation_voltage([Composition(f) for f in formulas], mp_stability,
+                                               "formation_energy_eV_atom")
+    e = mp_stability.predict(candidates=_candidates(["LiFePO4", "FePO4", "LiCoO2", "CoO2", "Li2FeSiO4", "LiFeSiO4"]))
+    e = e["formation_energy_eV_atom"]
+    # per formula unit: E_f(host) N(host) - E_f(lithiated) N(lithiated), over the ions removed
+    assert voltage[0] == pytest.approx((e["FePO4"] * 6 - e["LiFePO4"] * 7) / 1)
+    assert voltage[1] == pytest.approx((e["CoO2"] * 3 - e["LiCoO2"] * 4) / 1)
+    assert voltage[2] == pytest.approx((e["LiFeSiO4"] * 7 - e["Li2FeSiO4"] * 8) / 1)  # Fe2+ -> Fe3+: one Li of two
+    assert 2.5 < voltage[0] < 4.5 and 3.0 < voltage[1] < 5.0 and in_domain[:3].all()
+    # no working ion (Fe2O3), nothing to oxidise (LiF): no voltage, not in domain
+    assert np.isnan(voltage[3:]).all() and not in_domain[3:].any()
+
+
+@pytest.fixture(scope="module")
+def corrected(tmp_path_factory):
+    rows = [r for r in json.loads(LABELS.read_text())["data"] if r.get("voltage_V") is not None]
+    frame = pd.DataFrame({"formula": [r["formula"] for r in rows], "voltage_V": [r["voltage_V"] for r in rows]})
+    cfg = TrainConfig(model={"kind": "forest", "trees": 12, "min_samples_leaf": 3}, baseline=BASELINE,
+                      split={"kind": "chemsys", "val_fraction": 0.2}, device="cpu")
+    surrogate, _ = train_surrogate(cfg, frame, {"voltage_V": "V"}, progress=False)
+    path = save_checkpoint(surrogate, tmp_path_factory.mktemp("baseline") / "voltage.pt")
+    return path, frame
+
+
+def test_a_surrogate_trained_on_a_baseline_predicts_baseline_plus_its_correction(corrected, mp_stability):
+    path, frame = corrected
+    surrogate = load_checkpoint(path)  # weights_only load; the baseline travels in the checkpoint
+    assert surrogate.spec.baseline["energy_sha256"] == checkpoint_targets("builtin:mp_stability")[1]
+    formulas = ["LiFePO4", "LiMn2O4", "NaFePO4", "Fe2O3"]
+    predicted = surrogate.predict(candidates=_candidates(formulas))
+    raw = Surrogate(surrogate.module, dataclasses.replace(surrogate.spec, baseline=None), surrogate.domain)
+    correction = raw.predict(candidates=_candidates(formulas))["voltage_V"].to_numpy()
+    baseline, _ = intercalation_voltage([Composition(f) for f in formulas], mp_stability, "formation_energy_eV_atom")
+    np.testing.assert_allclose(predicted["voltage_V"].to_numpy()[:3], (baseline + correction)[:3])
+    assert np.abs(correction[:3]).max() < 1.0  # a correction, not a voltage
+    assert predicted.loc["Fe2O3"].isna().all()  # no Li or Na: no voltage, no std, no verdict
+    assert (predicted["voltage_V_std"][:3] > 0).all() and predicted["voltage_V_in_domain"][:3].notna().all()
+    # the card metrics are voltage errors: the correction's error is the voltage's
+    assert 0 < surrogate.spec.training["metrics"]["val_mae"]["voltage_V"] < 0.6
+
+
+def test_a_baseline_refuses_another_energy_model_and_a_target_the_data_lacks(corrected):
+    path, frame = corrected
+    surrogate = load_checkpoint(path)
+    other = {**surrogate.spec.baseline, "energy_sha256": "sha256:" + "0" * 64}  # as if mp_stability were retrained
+    moved = Surrogate(surrogate.module, dataclasses.replace(surrogate.spec, baseline=other), surrogate.domain)
+    moved_path = save_checkpoint(moved, path.with_name("moved.pt"))
+    with pytest.raises(CheckpointError, match="moved.pt: its intercalation_voltage baseline reads builtin:mp_stability.*sha256"):
+        load_checkpoint(moved_path)
+    without_energy = Surrogate(surrogate.module, surrogate.spec, surrogate.domain)
+    with pytest.raises(InputError, match="without its energy model"):
+        without_energy.predict(candidates=_candidates(["LiFePO4"]))
+    cfg = TrainConfig(model={"kind": "forest", "trees": 4}, baseline={**BASELINE, "target": "capacity"}, device="cpu")
+    with pytest.raises(ConfigError, match="train.baseline.target: 'capacity'"):
+        train_surrogate(cfg, frame, {"voltage_V": "V"}, progress=False)
