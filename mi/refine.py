@@ -182,6 +182,11 @@ def check_refine(cfg: ScreenConfig):
                             device=r.device)
     except ConfigError as exc:
         raise ConfigError(f"{cfg.source}: refine: {exc}") from None
+    known = {"formation_energy_eV_atom", *(m.surrogate for m in oracle_columns(cfg))}
+    unknown = sorted(set(r.oracle_std) - known)
+    if unknown:  # a misspelt key would silently leave that column's oracle error at 0
+        raise ConfigError(f"{cfg.source}: refine.oracle_std: {', '.join(map(repr, unknown))} is no column the oracle "
+                          f"stands beside (these are: {', '.join(sorted(known))})")
     scale = getattr(oracle, "energy_scale", "MP2020")
     if r.references == "mp_bundled" and scale != "MP2020":
         raise ConfigError(f"{cfg.source}: refine.references: mp_bundled holds MP2020-corrected GGA/GGA+U energies; "

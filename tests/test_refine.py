@@ -72,6 +72,10 @@ def test_oracle_model_and_references_are_checked_before_the_run(tmp_path, capsys
     assert main(["validate", str(ok)]) == 0
     with pytest.raises(ConfigError, match="unknown CHGNet model '9.9'.*0.3.0"):
         screen(load_config(_config(tmp_path, "{model: '9.9'}", "bad")), out=tmp_path / "bad", progress=False)
+    # a misspelt oracle_std key would leave that column's oracle error at 0 without a word
+    typo = _config(tmp_path, "{top_k: 2, oracle_std: {e_hul_eV_atom: 0.03}}", "typo")
+    assert main(["validate", str(typo)]) == 2
+    assert "refine.oracle_std: 'e_hul_eV_atom' is no column the oracle stands beside" in capsys.readouterr().err
 
 
 def test_selection_by_score_ucb_or_pareto():
