@@ -219,3 +219,33 @@ def test_cathode_screen_writes_demand_with_a_user_table(tmp_path):
     top = ranked.sort_values("rank").index[0]
     record = json.loads((out / "passport" / f"{top}.json").read_text())
     assert record["scale_up_demand"]["max_supply_share"] == pytest.approx(ranked.loc[top, "max_supply_share"])
+
+
+def test_the_chunks_demand_is_each_candidates_element_demand(table):
+    """The columns computed for the whole table at once (mass fractions x 1/energy) are each row's
+    `element_demand` and `limiting`: real formulas, repeated ones, elements without a production figure
+    (Mn, O, Fe, P) or absent from the table (S, Ge), and energies that are missing, zero or negative."""
+    from mi.properties.demand import column, element_demand, limiting
+
+    formulas = ["LiNi0.8Mn0.1Co0.1O2", "LiFePO4", "LiCoO2", "Li2MnO3", "NaFePO4", "LiCoO2", "GeS2", "Li3PS4",
+                "LiNiO2", "MnO2", "Li2O"]
+    energies = [720.0, 540.0, 0.0, -5.0, 300.0, 650.0, 400.0, math.nan, 800.0, 250.0, 1e-300]
+    rows = pd.DataFrame({"id": [f"c{k}" for k in range(len(formulas))], "formula": formulas,
+                         "specific_energy_Wh_kg": energies, "specific_energy_Wh_kg_std": 10.0})
+    out, notes = demand.demand(rows, DEMAND, table)
+    scenario = DEMAND.demand
+    for k, (formula, energy) in enumerate(zip(formulas, energies)):
+        row = out.iloc[k]
+        if not energy > 0:
+            assert math.isnan(row["max_supply_share"]) and row["limiting_element"] is None
+            assert all(math.isnan(row[c]) for c in out.columns if c.startswith("demand_"))
+            continue
+        demands = element_demand(Composition(formula), energy, table, scenario)
+        for d in demands:
+            assert row[column(d.element)] == pytest.approx(d.t_per_year, rel=1e-12), (formula, d.element)
+        assert sum(row[c] > 0 for c in out.columns if c.startswith("demand_")) == len(demands)
+        share, element = limiting(demands)
+        assert row["limiting_element"] == element, formula
+        assert (math.isnan(share) and math.isnan(row["max_supply_share"])) or row["max_supply_share"] == pytest.approx(share, rel=1e-12)
+    assert out.loc[9, "limiting_element"] is None  # MnO2: no production figure for Mn or O
+    assert any("Mn (" in n and "O (" in n for n in notes)

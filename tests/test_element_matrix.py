@@ -15,11 +15,11 @@ from mi.candidates.base import Candidate
 from mi.config import PropertiesConfig
 from mi.data import load_element_facts
 from mi.properties import compute, compute_properties
-from mi.properties.element_matrix import VECTORISED
+from mi.properties.element_matrix import VECTORISED, element_matrix
 
 ROOT = Path(__file__).resolve().parents[1]
 MP_FORMULAS = ROOT.parent / "shared" / "datasets" / "mp_composition" / "mp_e_form_dev.csv"
-GROUPS = ["cost", "supply", "co2", "circularity"]
+GROUPS = ["density", "capacity", "cost", "supply", "co2", "circularity"]
 
 
 def _candidates(formulas) -> list[Candidate]:
@@ -81,6 +81,43 @@ def test_a_user_table_with_gaps(tmp_path, monkeypatch):
     fast, slow = _both(cands, cfg, table, monkeypatch)
     assert fast[2] and any("missing" in n for n in fast[2])
     _assert_identical(fast, slow)
+
+
+def _row_by_row(cands, cfg, table) -> dict[str, list[float]]:
+    """Every calculator on every candidate, one call each (the calculators' own values)."""
+    calcs = compute.configured_calculators(cfg)
+    ctx = compute._context(cfg, calcs, table, [])
+    rows = {}
+    for cand in cands:
+        try:
+            rows[cand.id] = [float(calc.compute(cand, ctx)) for calc in calcs]
+        except ValueError:  # a placeholder: a failure either way
+            continue
+    return rows
+
+
+@pytest.mark.parametrize("mode", ["redox", "formula"])
+def test_capacities_on_the_matrix_are_the_calculators(mode, licoo2, li2s, monkeypatch):
+    """Capacities from the matrix (0 without the ion or a redox-active cation, the solver for the rest),
+    with structures among the formulas: the calculators' floats, and the same notes."""
+    from pymatgen.core import Lattice, Structure
+
+    na = Structure(Lattice.cubic(4.6), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    cands = _candidates(ODD + ["LiMn2O4", "Li2MnO3", "LiVOPO4", "Li4Ti5O12", "Li2O2", "Li3N"])
+    for k, structure in enumerate((licoo2, li2s, na)):
+        cands.append(Candidate(id=f"s{k}", source="t", record="s", composition=structure.composition,
+                               structure=structure, content_hash=f"s{k}"))
+    cfg = PropertiesConfig(calculators=GROUPS, capacity_mode=mode)
+    fast, slow = _both(cands, cfg, None, monkeypatch)
+    _assert_identical(fast, slow)
+    frame = fast[0]
+    expected = _row_by_row(cands, cfg, load_element_facts())
+    assert list(frame.index) == list(expected)
+    assert np.array_equal(frame.astype(float).to_numpy(), np.array(list(expected.values())), equal_nan=True)
+    assert frame.loc["s0", "density_g_cm3"] == float(licoo2.density) and np.isnan(frame.loc["c1", "density_g_cm3"])
+    assert (frame["capacity_mAh_g"] > 0).any() and (frame["capacity_mAh_g"] == 0).any()
+    assert frame.loc["c1", "capacity_mAh_g"] > 150  # LiFePO4, solved
+    assert any("no Li in the formula" in n for n in fast[2])
 
 
 def test_every_vectorised_column_is_a_calculator():
@@ -149,3 +186,27 @@ def test_crma_words_on_the_matrix_are_the_row_wise_words(top_pct, min_fraction, 
         assert any(expected) and not all(expected)  # findings and rows without them
     empty, _ = crma_concentration(pd.DataFrame({"formula": []}), cfg, load_element_facts())
     assert empty["crma_concentration"].tolist() == []
+
+
+def test_plain_formulas_read_as_pymatgen_parses_them():
+    """A reduced formula read without pymatgen gives `Composition(formula)`'s symbols, floats and order;
+    anything else is left to pymatgen."""
+    from mi.properties.element_matrix import _formula_items, _items, formula_matrix
+
+    formulas = ["LiFePO4", "Li0.5CoO2", "LiNi0.8Mn0.1Co0.1O2", "Li3.001Cr0.999Mo3O12", "O2Li", "Fe2.50O", "He",
+                "Li6CoCu3(PO4)4", "LiTi2(PO4)3", "Fe(PO3)O0.5(PO3)2", "LiFe(OH)O", "(Li0.1Na0.9)2.5O", "LiFeFe"]
+    if MP_FORMULAS.is_file():
+        with open(MP_FORMULAS, newline="") as handle:
+            formulas += random.Random(6).sample([row["formula"] for row in csv.DictReader(handle)], 2000)
+        formulas += [Composition(f).reduced_formula for f in formulas[-2000:]]
+    read = [_formula_items(formula) for formula in formulas]
+    for formula, items in zip(formulas, read):
+        assert items is None or items == _items(Composition(formula)), formula
+    assert sum(items is not None for items in read) > 0.99 * len(formulas)
+    for other in ["Li(Ti(PO4))3", "Li2 O", "[PO4]Li3", "Li1e-3O", "LiO0", "Li2X", "Uuo", "D2O", "Li0.000000001O"]:
+        assert _formula_items(other) is None, other
+    distinct = formula_matrix(["LiFePO4", "Li(Ti(PO4))3", "LiFePO4", "D2O"])
+    assert distinct.formulas == ["LiFePO4", "Li(Ti(PO4))3", "D2O"] and distinct.inverse.tolist() == [0, 1, 0, 2]
+    parsed = element_matrix([Composition(f) for f in distinct.formulas])
+    for name in ("ok", "weight", "index", "amount", "fraction", "sorted_index", "sorted_fraction"):
+        assert np.array_equal(getattr(distinct.matrix, name), getattr(parsed, name), equal_nan=True), name

@@ -94,8 +94,9 @@ def process_chunk(
     survivors = [c for c in candidates if c.id in features.index]
 
     predictions = surrogate.predict(features, survivors)  # element and graph models read the candidates
-    element_table = (
-        load_element_facts(cfg.resolve(cfg.properties.element_table)) if cfg.properties.element_table else None
+    # read once for the chunk's calculators and table-level groups (each would read the packaged one)
+    element_table = load_element_facts(
+        cfg.resolve(cfg.properties.element_table) if cfg.properties.element_table else None
     )
     properties, property_failures, notes = compute_properties(
         survivors, cfg.properties, element_table, timeout_s=cfg.features.timeout_s

@@ -36,7 +36,7 @@ from functools import lru_cache
 from importlib import resources
 
 import numpy as np
-from pymatgen.core import Composition
+from pymatgen.core import Composition, Element
 
 MAGPIE_TABLE = "magpie_elements.csv"
 MAGPIE_PROPERTIES: tuple[str, ...] = (
@@ -125,12 +125,21 @@ def composition_feature_names() -> list[str]:
     return names
 
 
+def by_element(composition: Composition) -> Composition:
+    """``composition.element_composition`` (the same elements, amounts and order), without building a new
+    Composition when the composition is already by element, as a formula's is: that costs more than
+    what a chunk then computes from it."""
+    if all(isinstance(sp, Element) for sp in composition):
+        return composition
+    return composition.element_composition
+
+
 def _padded(compositions: Sequence[Composition]) -> tuple[np.ndarray, np.ndarray]:
     """(Z, amount) arrays of shape (n, most elements); padding has Z = 0 and amount 0."""
     table = magpie_table()
     rows: list[list[tuple[int, float]]] = []
     for i, composition in enumerate(compositions):
-        pairs = [(int(getattr(el, "Z", 0)), float(amount)) for el, amount in composition.element_composition.items()]
+        pairs = [(int(getattr(el, "Z", 0)), float(amount)) for el, amount in by_element(composition).items()]
         if not pairs:
             raise ValueError(f"composition #{i} is empty")
         for z, amount in pairs:

@@ -15,10 +15,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from pymatgen.core import Composition
 
 from mi.candidates.base import Candidate
 from mi.errors import ConfigError
-from mi.features.composition import composition_feature_names, composition_features
+from mi.features.composition import by_element, composition_feature_names, composition_features
 from mi.features.structure import (
     StructureAnalysis,
     structure_feature_names,
@@ -94,7 +95,15 @@ class ElementFractionFeatureSet(FeatureSet):
     def compute(self, candidates: Sequence[Candidate], working_ion: str | None = None) -> np.ndarray:
         out = np.zeros((len(candidates), self.max_z))
         for i, candidate in enumerate(candidates):
-            for element, fraction in candidate.composition.fractional_composition.element_composition.items():
+            composition = candidate.composition
+            if by_element(composition) is composition:
+                # fractional_composition by element, without its two Compositions: amount / atoms (and
+                # what pymatgen drops as zero)
+                total, tolerance = composition.num_atoms, Composition.amount_tolerance
+                fractions = [(el, a / total) for el, a in composition.items() if abs(a / total) >= tolerance]
+            else:
+                fractions = composition.fractional_composition.element_composition.items()
+            for element, fraction in fractions:
                 if not 1 <= element.Z <= self.max_z:
                     raise ValueError(f"element {element} (Z={element.Z}) is outside H..Lr")
                 out[i, element.Z - 1] += fraction

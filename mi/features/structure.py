@@ -55,7 +55,7 @@ from functools import cached_property, lru_cache
 import numpy as np
 from pymatgen.core import Composition, Element, Structure
 
-from mi.features.composition import MAGPIE_PROPERTIES, MAX_Z, magpie_table
+from mi.features.composition import MAGPIE_PROPERTIES, MAX_Z, by_element, magpie_table
 
 STRUCTURE_FEATURES: tuple[str, ...] = (
     "density_g_cm3",
@@ -381,7 +381,7 @@ def working_ion_row(analysis: StructureAnalysis, working_ion: str) -> np.ndarray
 def working_ion_fraction(composition: Composition, working_ion: str) -> float:
     """Working-ion atoms / all atoms of a composition (for candidates without a structure)."""
     element = _element(working_ion)
-    elements = composition.element_composition
+    elements = by_element(composition)
     total = float(elements.num_atoms)
     if not total > 0:
         raise ValueError("the composition has no atoms")

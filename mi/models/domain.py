@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 from pymatgen.core import Composition, Element
 
+from mi.features.composition import by_element
+
 DOMAIN_VERSION = 1
 MAX_COMPONENTS = 24  # principal components kept: enough for 95 %+ of the variance of Magpie-type features
 MAX_REFERENCE = 3000  # training rows kept as the reference set (float32: 3000 x 24 x 4 B = 0.3 MB)
@@ -162,7 +164,7 @@ class Domain:
             for i, comp in enumerate(compositions):
                 rare = [
                     f"{el.symbol} in {self.element_rows.get(el.symbol, 0)} training rows"
-                    for el in comp.element_composition
+                    for el in by_element(comp)  # element_composition without a new Composition per row
                     if self.element_rows.get(el.symbol, 0) < self.min_element_rows
                 ]
                 if rare:

@@ -19,6 +19,7 @@ import pandas as pd
 from pymatgen.core import Composition, Element, Species
 
 from mi.candidates.base import Candidate
+from mi.features.composition import by_element
 from mi.properties import redox, supply
 from mi.properties.supply import molar_mass
 
@@ -29,7 +30,7 @@ ION_CHARGE = {"Li": 1, "Na": 1, "K": 1, "Mg": 2, "Ca": 2, "Zn": 2, "Al": 3}
 
 def _elements(composition: Composition) -> Composition:
     """The composition by element (oxidation states dropped); raises for an empty or placeholder one."""
-    comp = composition.element_composition
+    comp = by_element(composition)
     placeholders = sorted(str(sp) for sp in comp if not isinstance(sp, Element))
     if placeholders:
         raise ValueError(f"composition has placeholder species {', '.join(placeholders)}")
@@ -161,6 +162,7 @@ class Calculator:
     caveat: tuple[str, str] | None = None
     # (element-table column, what it is): a NaN comes from elements lacking that fact; notes count them.
     missing_fact: tuple[str, str] | None = None
+    needs_structure: bool = False  # NaN for a composition-only candidate (compute is not asked)
 
 
 def _no_structure(candidate: Candidate, ctx: Context) -> str:
@@ -221,10 +223,12 @@ def _risk_why(candidate: Candidate, ctx: Context) -> str:
 
 
 CALCULATORS: dict[str, tuple[Calculator, ...]] = {
-    "density": (Calculator("density_g_cm3", "g/cm3", lambda c, ctx: density_g_cm3(c), _no_structure),),
+    "density": (
+        Calculator("density_g_cm3", "g/cm3", lambda c, ctx: density_g_cm3(c), _no_structure, needs_structure=True),
+    ),
     "capacity": (
         Calculator("capacity_mAh_g", "mAh/g", _capacity, _capacity_why),
-        Calculator("capacity_mAh_cm3", "mAh/cm3", _capacity_mAh_cm3, _capacity_mAh_cm3_why),
+        Calculator("capacity_mAh_cm3", "mAh/cm3", _capacity_mAh_cm3, _capacity_mAh_cm3_why, needs_structure=True),
         Calculator(
             "capacity_formula_mAh_g",
             "mAh/g",

@@ -7,9 +7,10 @@ import signal
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
+import numpy as np
 import pandas as pd
 
 from mi.candidates.base import Candidate, Failure
@@ -21,8 +22,8 @@ from mi.properties.calculators import Calculator, Context
 from mi.properties.columns import id_list as _id_list
 from mi.properties.columns import plural as _plural
 from mi.properties.derived import DERIVED
-from mi.properties.element_matrix import VECTORISED, element_matrix
-from mi.properties.element_matrix import missing_facts as matrix_missing_facts
+from mi.properties.element_matrix import VECTORISED, amount_of, element_matrix
+from mi.properties.element_matrix import lacking as element_lacking
 from mi.properties.groups import calculator_groups
 
 STAGE = "properties"
@@ -118,22 +119,14 @@ def configured_calculators(cfg: PropertiesConfig) -> list[Calculator]:
     return list(calcs.values())
 
 
-def _tally(cand, calcs, values, ctx, cfg, gaps, gap_elements, missing, caveats, no_ion, no_headroom, lacking) -> None:
-    """Record why a candidate's values are missing or caveated, for the run's notes. ``lacking(column)``
-    names the candidate's elements without that fact (`supply.missing_facts`)."""
-    for calc, value in zip(calcs, values):
-        if math.isnan(value) and calc.missing_fact is not None and ctx.facts is not None:
-            gaps[calc.column].append(cand.id)
-            if calc.missing_fact[0] in ctx.facts.columns:
-                gap_elements[calc.column].extend(lacking(calc.missing_fact[0]))
-        elif math.isnan(value):
-            missing[(calc.column, calc.why_missing(cand, ctx))].append(cand.id)
-        elif calc.caveat is not None and ctx.facts is not None:
-            for element in lacking(calc.caveat[0]):
-                caveats[(calc.column, calc.caveat[1])].append(element)
-        if calc.column == "capacity_mAh_g" and value == 0.0:
-            has_ion = cand.composition.element_composition[cfg.working_ion] > 0
-            (no_headroom if has_ion else no_ion).append(cand.id)
+def _first_seen(events: list[tuple[int, int, object]]) -> list:
+    """The keys of (row, calculator, key) events in the order a row-major, calculator-by-calculator walk
+    meets them first (the notes' order)."""
+    first: dict = {}
+    for row, k, key in events:
+        if key not in first or (row, k) < first[key]:
+            first[key] = (row, k)
+    return sorted(first, key=first.get)
 
 
 def compute_properties(
@@ -158,73 +151,141 @@ def compute_properties(
     columns = [calc.column for calc in calcs]
     notes: list[str] = []
     ctx = _context(cfg, calcs, element_table, notes)
+    n = len(candidates)
 
-    ids: list[str] = []
-    rows: list[list[float]] = []
-    failures: list[Failure] = []
-    missing: dict[tuple[str, str], list[str]] = defaultdict(list)
-    caveats: dict[tuple[str, str], list[str]] = defaultdict(list)  # (column, fact) -> elements, once per candidate
-    gaps: dict[str, list[str]] = defaultdict(list)  # column -> ids missing it for lack of an element fact
-    gap_elements: dict[str, list[str]] = defaultdict(list)  # column -> the elements lacking the fact
-    no_ion: list[str] = []
-    no_headroom: list[str] = []
-    # The element-table figures of the whole chunk at once (`mi.properties.element_matrix`, the same
-    # floats); a row the matrix cannot describe goes through the calculators, which report it.
+    # The figures of the whole chunk at once where they are arrays (`mi.properties.element_matrix`, the same
+    # floats): values (rows x calculators) and the cells left to the row-wise calculators, which are the
+    # rows the matrix cannot describe (they report what is wrong) and the rows a figure leaves (a redox
+    # capacity that needs oxidation states).
+    values = np.full((n, len(calcs)), np.nan)
+    row_wise = np.ones((n, len(calcs)), dtype=bool)
     matrix = element_matrix([c.composition for c in candidates]) if candidates else None
-    vectors = {
-        calc.column: VECTORISED[calc.column](matrix, ctx) for calc in calcs if calc.column in VECTORISED and matrix
-    }
-    lacking_by_column: dict[str, dict[int, list[str]]] = {}
+    if matrix is not None:
+        for k, calc in enumerate(calcs):
+            if calc.column in VECTORISED:
+                got = VECTORISED[calc.column](matrix, ctx)
+                vector, left = got if isinstance(got, tuple) else (got, None)
+                values[:, k] = vector
+                row_wise[:, k] = ~matrix.ok if left is None else ~matrix.ok | left
+    if any(calc.needs_structure for calc in calcs):
+        no_structure = np.array([c.structure is None for c in candidates], dtype=bool)
+        for k, calc in enumerate(calcs):
+            if calc.needs_structure:
+                values[no_structure, k] = np.nan
+                row_wise[no_structure, k] = False
 
-    def lacking(row: int, cand: Candidate) -> Callable[[str], Sequence[str]]:
-        def of(column: str) -> Sequence[str]:
-            if not matrix.ok[row]:
-                return supply.missing_facts(cand.composition, ctx.facts, column)
-            if column not in lacking_by_column:
-                lacking_by_column[column] = matrix_missing_facts(matrix, ctx.facts, column)
-            return lacking_by_column[column].get(row, ())
-
-        return of
-
+    failed = np.zeros(n, dtype=bool)
+    failures: list[Failure] = []
     with _deadline(timeout_s) as deadline:
-        for row, cand in enumerate(candidates):
-            values: list[float] = []
+        for row in np.flatnonzero(row_wise.any(axis=1)).tolist():
+            cand = candidates[row]
+            todo = np.flatnonzero(row_wise[row]).tolist()
+            calc = calcs[todo[0]]
             reason = ""
-            calc = calcs[0] if calcs else None
-            vectorised = bool(matrix.ok[row])
             try:
                 deadline.start()
-                for calc in calcs:
-                    if vectorised and calc.column in vectors:
-                        values.append(float(vectors[calc.column][row]))
-                    else:
-                        values.append(float(calc.compute(cand, ctx)))
+                for k in todo:
+                    calc = calcs[k]
+                    values[row, k] = float(calc.compute(cand, ctx))
                 deadline.stop()
             except _Timeout:
-                reason = f"{calc.column if calc else STAGE}: timed out after {timeout_s:g} s (features.timeout_s)"
+                reason = f"{calc.column}: timed out after {timeout_s:g} s (features.timeout_s)"
             except Exception as exc:  # one bad candidate must not stop the run
                 deadline.stop()
                 reason = f"{calc.column}: {type(exc).__name__}: {exc}"
             if reason:
+                failed[row] = True
                 failures.append(Failure(source=cand.source, record=cand.record, stage=STAGE, reason=reason, id=cand.id))
-                continue
-            _tally(cand, calcs, values, ctx, cfg, gaps, gap_elements, missing, caveats, no_ion, no_headroom, lacking(row, cand))
-            ids.append(cand.id)
-            rows.append(values)
 
-    for (column, reason), gap_ids in missing.items():
+    kept = np.flatnonzero(~failed)
+    values = values[kept]
+    ids = [candidates[row].id for row in kept.tolist()]
+    _notes_on_gaps(notes, calcs, values, [candidates[row] for row in kept.tolist()], kept, matrix, ctx, cfg, failures)
+
+    frame = pd.DataFrame(values, index=pd.Index(ids, name="id", dtype=object), columns=columns, dtype=float)
+    for calc in calcs:
+        if calc.flag and not frame[calc.column].isna().any():  # astype(bool) would turn NaN into True
+            frame[calc.column] = frame[calc.column].astype(bool)
+    return frame, failures, notes
+
+
+def _notes_on_gaps(notes, calcs, values, kept, rows, matrix, ctx, cfg, failures) -> None:
+    """Why values are missing or caveated, for the run's notes: `values` (kept rows x calculators) of the
+    candidates `kept`, rows `rows` of the chunk (and of `matrix`). Each kind of gap lists its candidates
+    in row order; kinds come in the order a row-by-row walk meets them."""
+    missing: dict[tuple[str, str], list[str]] = defaultdict(list)
+    caveats: dict[tuple[str, str], Counter] = defaultdict(Counter)  # (column, fact) -> elements, once per candidate
+    gaps: dict[str, list[str]] = {}  # column -> ids missing it for lack of an element fact
+    gap_elements: dict[str, Counter] = defaultdict(Counter)  # column -> the elements lacking the fact
+    no_ion: list[str] = []
+    no_headroom: list[str] = []
+    in_matrix = matrix.ok[rows] if len(rows) else np.zeros(0, dtype=bool)
+
+    def lacking(column: str, where: np.ndarray) -> tuple[Counter, int | None]:
+        """The elements without a value in `column` (`supply.missing_facts`) of the kept candidates at
+        `where` (a mask), counted once per candidate, and the first candidate with one."""
+        counts: Counter = Counter()
+        mask = element_lacking(matrix, ctx.facts, column)[rows] & (where & in_matrix)[:, None] if len(rows) else None
+        first = [int(np.argmax(mask.any(axis=1)))] if mask is not None and mask.any() else []
+        if first:
+            found = np.bincount(matrix.index[rows][mask], minlength=len(matrix.elements) + 1)
+            counts.update({matrix.elements[j]: int(found[j]) for j in np.flatnonzero(found[:-1]).tolist()})
+        for position in np.flatnonzero(where & ~in_matrix).tolist():  # row by row: they say what is wrong
+            elements = supply.missing_facts(kept[position].composition, ctx.facts, column)
+            counts.update(elements)
+            first += [position] if elements else []
+        return counts, min(first, default=None)
+
+    nan = np.isnan(values)
+    events: list[tuple[int, int, object]] = []  # (position, calculator, key) of each list a gap starts
+    gap_events: list[tuple[int, int, object]] = []
+    caveat_events: list[tuple[int, int, object]] = []
+    for k, calc in enumerate(calcs):
+        gap_rows = np.flatnonzero(nan[:, k]).tolist()
+        if calc.missing_fact is not None and ctx.facts is not None:
+            if gap_rows:
+                gaps[calc.column] = [kept[position].id for position in gap_rows]
+                gap_events.append((gap_rows[0], k, calc.column))
+                if calc.missing_fact[0] in ctx.facts.columns:
+                    gap_elements[calc.column].update(lacking(calc.missing_fact[0], nan[:, k])[0])
+        else:
+            for position in gap_rows:
+                key = (calc.column, calc.why_missing(kept[position], ctx))
+                if key not in missing:
+                    events.append((position, k, key))
+                missing[key].append(kept[position].id)
+        if calc.caveat is not None and ctx.facts is not None:
+            column, what = calc.caveat
+            counts, first = lacking(column, ~nan[:, k])
+            if first is not None:
+                caveat_events.append((first, k, (calc.column, what)))
+                caveats[(calc.column, what)].update(counts)
+        if calc.column == "capacity_mAh_g":
+            zero = np.flatnonzero(values[:, k] == 0.0).tolist()
+            ion = amount_of(matrix, cfg.working_ion) if zero else None
+            for position in zero:
+                row = int(rows[position])
+                if matrix.ok[row]:
+                    has_ion = ion[row] > 0
+                else:
+                    has_ion = kept[position].composition.element_composition[cfg.working_ion] > 0
+                (no_headroom if has_ion else no_ion).append(kept[position].id)
+
+    for column, reason in _first_seen(events):
+        gap_ids = missing[(column, reason)]
         notes.append(f"{column} is missing for {_plural(len(gap_ids))}: {reason} ({_id_list(gap_ids)})")
     by_column = {calc.column: calc for calc in calcs}
-    for column, gap_ids in gaps.items():
+    for column in _first_seen(gap_events):
+        gap_ids = gaps[column]
         fact_column, what = by_column[column].missing_fact
         if fact_column not in element_columns(ctx):
             reason = f"the element table has no {fact_column} column"
         else:
-            counts = ", ".join(f"{e} ({_plural(n)})" for e, n in sorted(Counter(gap_elements[column]).items()))
+            counts = ", ".join(f"{e} ({_plural(n)})" for e, n in sorted(gap_elements[column].items()))
             reason = f"no {what} for {counts}"
         notes.append(f"{column} is missing for {_plural(len(gap_ids))}: {reason} ({_id_list(gap_ids)})")
-    for (column, what), elements in caveats.items():
-        counts = ", ".join(f"{e} ({_plural(n)})" for e, n in sorted(Counter(elements).items()))
+    for column, what in _first_seen(caveat_events):
+        counts = ", ".join(f"{e} ({_plural(n)})" for e, n in sorted(caveats[(column, what)].items()))
         effect = "is left out of the lower bound" if "lower_bound" in column else "raises no flag"
         notes.append(f"{column}: an element whose {what} is unknown {effect}: {counts}")
     if no_ion:
@@ -238,12 +299,6 @@ def compute_properties(
         )
     if failures:
         notes.append(f"properties failed for {_plural(len(failures))}; see failures")
-
-    frame = pd.DataFrame(rows, index=pd.Index(ids, name="id", dtype=object), columns=columns, dtype=float)
-    for calc in calcs:
-        if calc.flag and not frame[calc.column].isna().any():  # astype(bool) would turn NaN into True
-            frame[calc.column] = frame[calc.column].astype(bool)
-    return frame, failures, notes
 
 
 def derive_properties(

@@ -39,6 +39,7 @@ from mi.properties import supply
 from mi.properties.columns import float_column as _column
 from mi.properties.columns import ids_where as _ids
 from mi.properties.columns import plural as _plural
+from mi.properties.element_matrix import formula_matrix
 
 KWH_PER_TWH = 1e9
 KG_PER_TONNE = 1000.0
@@ -133,40 +134,49 @@ def demand(table: pd.DataFrame, cfg: PropertiesConfig, element_table: pd.DataFra
             "demand figures are missing for every candidate: no specific energy (no voltage, or no capacity; "
             "see the energy notes)"
         )
-    fractions: dict[str, dict[str, float]] = {}  # formula -> mass fractions, once per distinct formula
-    for f in table["formula"].astype(str):
-        if f not in fractions:
-            fractions[f] = supply.mass_fractions(supply.formula_composition(f))
-    per_row = [fractions[f] for f in table["formula"].astype(str)]
-    present = {e for w in per_row for e in w}
+    distinct = formula_matrix(table["formula"].astype(str).tolist())  # each distinct formula once
+    m = distinct.matrix
+    # each distinct formula's elements and mass fractions, slot by slot in the composition's order (a formula
+    # the matrix cannot describe goes through `supply.mass_fractions`, which says what is wrong)
+    odd = {r: supply.mass_fractions(distinct.composition(r)) for r in np.flatnonzero(~m.ok).tolist()}
+    present = set(m.elements) | {e for w in odd.values() for e in w}
     produced = {e for e in element_table.index if not math.isnan(production_t(element_table, e))}
     elements = sorted(present | produced, key=lambda e: (Element(e).Z if Element.is_valid_symbol(e) else 999, e))
-    production = {e: production_t(element_table, e) for e in present}
+    pad = len(elements)
+    where = {e: j for j, e in enumerate(elements)}
+    slot = np.array([*(where[e] for e in m.elements), pad])[m.index]  # distinct formulas x slots -> element column
+    weight = m.fraction
+    if odd:
+        width = max(slot.shape[1], *(len(w) for w in odd.values()))
+        slot = np.pad(slot, ((0, 0), (0, width - slot.shape[1])), constant_values=pad)
+        weight = np.pad(weight, ((0, 0), (0, width - weight.shape[1])))
+        for r, w in odd.items():
+            slot[r, : len(w)], weight[r, : len(w)] = [where[e] for e in w], list(w.values())
+    if not slot.shape[1]:  # no formula has an element
+        slot, weight = np.full((len(slot), 1), pad), np.zeros((len(slot), 1))
+    fractions = np.zeros((len(m.ok), pad + 1))
+    np.put_along_axis(fractions, slot, weight, axis=1)  # the padding column collects zeros
+    production = np.array([*(production_t(element_table, e) if e in present else math.nan for e in elements), np.nan])
 
-    tonnes = {e: np.full(len(table), np.nan) for e in elements}
-    max_share = np.full(len(table), np.nan)
-    limiting_element: list[str | None] = [None] * len(table)
-    no_energy: list[int] = []
-    no_production: list[int] = []
-    unknown: Counter[str] = Counter()  # element -> candidates whose share of it is unknown
     factor = scenario.twh_per_year * KWH_PER_TWH * scenario.share / KG_PER_TONNE
-    for i, w in enumerate(per_row):
-        if not energy[i] > 0:
-            no_energy.append(i)
-            continue
-        for e in elements:
-            tonnes[e][i] = w.get(e, 0.0) / (energy[i] / 1000.0) * factor
-        shares = {}
-        for e in w:
-            if math.isnan(production[e]):
-                unknown[e] += 1
-            else:
-                shares[e] = tonnes[e][i] / production[e]
-        if shares:
-            limiting_element[i] = max(shares, key=shares.get)
-            max_share[i] = shares[limiting_element[i]]
-        else:
-            no_production.append(i)
+    with_energy = energy > 0
+    rows = distinct.inverse
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # rows without an energy: NaN
+        tonnes = np.where(with_energy[:, None], fractions[rows] / (energy / 1000.0)[:, None] * factor, np.nan)
+        slots = slot[rows]  # rows x slots
+        known = (slots < pad) & ~np.isnan(production[slots])  # a production figure to take a share of
+        share = np.where(known, np.take_along_axis(tonnes, slots, axis=1) / production[slots], -np.inf)
+    best = share.argmax(axis=1)  # the first largest, in the composition's order (as max() over a dict)
+    has_share = with_energy & known.any(axis=1)
+    max_share = np.where(has_share, np.take_along_axis(share, best[:, None], axis=1)[:, 0], np.nan)
+    top = np.take_along_axis(slots, best[:, None], axis=1)[:, 0]
+    limiting_element: list[str | None] = [elements[j] if h else None for j, h in zip(top.tolist(), has_share.tolist())]
+    no_energy = np.flatnonzero(~with_energy).tolist()
+    no_production = np.flatnonzero(with_energy & ~has_share).tolist()
+    lacking = (slots < pad) & np.isnan(production[slots]) & with_energy[:, None]
+    counts = np.bincount(slots[lacking], minlength=pad + 1)[:pad]
+    unknown = Counter({elements[j]: int(counts[j]) for j in np.flatnonzero(counts).tolist()})
+    tonnes = {e: tonnes[:, j] for j, e in enumerate(elements)}
 
     out = pd.DataFrame({column(e): tonnes[e] for e in elements}, index=table.index)
     out["max_supply_share"] = max_share

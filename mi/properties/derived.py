@@ -138,24 +138,24 @@ def crma_concentration(table: pd.DataFrame, cfg: PropertiesConfig, element_table
     74.2%; Co refining China 70%"; empty when nothing did). Part of the 'supply' group; table-level because
     the per-candidate calculators give numbers only."""
     from mi.properties import supply
-    from mi.properties.element_matrix import crma_words, element_matrix
+    from mi.properties.element_matrix import crma_words, formula_matrix
 
     if element_table is None:
         from mi.data import load_element_facts
 
         element_table = load_element_facts()
     s = cfg.supply
-    formulas = list(dict.fromkeys(table["formula"].astype(str)))  # each distinct formula once
-    compositions = [supply.formula_composition(f) for f in formulas]
-    found = crma_words(element_matrix(compositions), element_table, s.crma_top_country_pct, s.min_mass_fraction)
-    words: dict[str, str] = {}  # formula -> text
-    for formula, composition, text in zip(formulas, compositions, found):
+    distinct = formula_matrix(table["formula"].astype(str).tolist())  # each distinct formula once
+    found = crma_words(distinct.matrix, element_table, s.crma_top_country_pct, s.min_mass_fraction)
+    words: list[str] = []  # per distinct formula
+    for index, text in enumerate(found):
         if text is None:  # what the matrix cannot describe goes row-wise (which says what is wrong)
+            composition = distinct.composition(index)
             findings = supply.crma_findings(composition, element_table, s.crma_top_country_pct, s.min_mass_fraction)
             text = "; ".join(map(str, findings))
-        words[formula] = text
+        words.append(text)
     out = pd.DataFrame(index=table.index)
-    out["crma_concentration"] = [words[f] for f in table["formula"].astype(str)]
+    out["crma_concentration"] = [words[i] for i in distinct.inverse.tolist()]
     return out, []
 
 

@@ -8,18 +8,23 @@ fact), with missing facts as masks. Sums run slot by slot in the order the row-w
 `mi.properties.supply` and `mi.properties.calculators` add their terms, so every value is the same float
 (tests/test_element_matrix.py). `VECTORISED` maps calculator columns to these functions; a row whose
 composition cannot be described (placeholder species, no atoms) is left to the row-wise calculator, which
-reports it.
+reports it, and so is a redox capacity that needs oxidation states (a row with the working ion and a
+redox-active cation). `formula_matrix` is the matrix of a table's formula column (the 'supply' text and
+'demand'), its plain formulas read without pymatgen's parser.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from pymatgen.core import Composition, Element
 
+from mi.features.composition import by_element
 from mi.properties import supply
 from mi.properties.supply import atomic_mass
 
@@ -48,12 +53,9 @@ class ElementMatrix:
 
 def _items(composition: Composition) -> list[tuple[str, float]] | None:
     """(symbol, amount) in `element_composition` order; None for what the row-wise calculators refuse."""
-    if all(isinstance(sp, Element) for sp in composition):
-        comp = composition
-    else:
-        comp = composition.element_composition
-        if not all(isinstance(sp, Element) for sp in comp):
-            return None
+    comp = by_element(composition)
+    if comp is not composition and not all(isinstance(sp, Element) for sp in comp):
+        return None
     items = [(el.symbol, float(amount)) for el, amount in comp.items()]
     if not items or sum(a for _, a in items) <= 0:
         return None
@@ -61,32 +63,100 @@ def _items(composition: Composition) -> list[tuple[str, float]] | None:
 
 
 def element_matrix(compositions: Sequence[Composition]) -> ElementMatrix:
-    rows = [_items(c) for c in compositions]
+    return _matrix([_items(c) for c in compositions])
+
+
+def _matrix(rows: list[list[tuple[str, float]] | None]) -> ElementMatrix:
     elements = tuple(sorted({s for items in rows if items for s, _ in items}))
     column = {s: j for j, s in enumerate(elements)}
     pad = len(elements)
     n = len(rows)
     slots = max((len(items) for items in rows if items), default=0)
+    ok = np.array([bool(items) for items in rows], dtype=bool)
+    where = [(r, k, column[s], a) for r, items in enumerate(rows) if items for k, (s, a) in enumerate(items)]
+    r, k, j, a = (np.array(v) for v in zip(*where)) if where else (np.zeros(0, dtype=np.int64),) * 4
     index = np.full((n, slots), pad, dtype=np.int64)
     amount = np.zeros((n, slots))
-    fraction = np.zeros((n, slots))
-    sorted_index = np.full((n, slots), pad, dtype=np.int64)
-    sorted_fraction = np.zeros((n, slots))
-    weight = np.full(n, math.nan)
-    ok = np.zeros(n, dtype=bool)
-    for r, items in enumerate(rows):
-        if not items:
-            continue
-        total = 0  # pymatgen's Composition.weight: a sum in composition order, from int 0
-        for symbol, a in items:
-            total += a * atomic_mass(symbol)
-        total = float(total)
-        ok[r], weight[r] = True, total
-        for k, (symbol, a) in enumerate(items):
-            index[r, k], amount[r, k], fraction[r, k] = column[symbol], a, a * atomic_mass(symbol) / total
-        for k, (symbol, a) in enumerate(sorted(items)):
-            sorted_index[r, k], sorted_fraction[r, k] = column[symbol], a * atomic_mass(symbol) / total
+    index[r, k], amount[r, k] = j, a
+    mass = np.array([*(atomic_mass(e) for e in elements), 0.0])[index]
+    weight = np.zeros(n)
+    for slot in range(slots):  # pymatgen's Composition.weight: a sum in composition order (padding adds 0.0)
+        weight = weight + amount[:, slot] * mass[:, slot]
+    weight[~ok] = math.nan
+    fraction = np.where(ok[:, None], amount * mass / weight[:, None], 0.0)
+    order = np.argsort(index, axis=1, kind="stable")  # columns are in symbol order: by symbol, padding last
+    sorted_index = np.take_along_axis(index, order, axis=1)
+    sorted_fraction = np.take_along_axis(fraction, order, axis=1)
     return ElementMatrix(elements, ok, weight, index, amount, fraction, sorted_index, sorted_fraction)
+
+
+@dataclass(frozen=True)
+class FormulaMatrix:
+    """The distinct formulas of a table's ``formula`` column, their matrix, and for each row of the column
+    its formula's index."""
+
+    formulas: list[str]
+    matrix: ElementMatrix
+    inverse: np.ndarray
+
+    def composition(self, index: int) -> Composition:
+        return supply.formula_composition(self.formulas[index])
+
+
+_last_formulas: tuple = ((), None)  # (the column, its FormulaMatrix): the 'supply' text and 'demand' ask alike
+_NUMBER = r"\d+(?:\.\d+)?"
+_PLAIN_FORMULA = re.compile(rf"(?:[A-Z][a-z]?(?:{_NUMBER})?|\((?:[A-Z][a-z]?(?:{_NUMBER})?)+\)(?:{_NUMBER})?)+")
+_TERM = re.compile(rf"([A-Z][a-z]?)({_NUMBER})?|\(([^()]+)\)({_NUMBER})?")
+
+
+@functools.lru_cache(maxsize=1)
+def _symbols() -> frozenset[str]:
+    return frozenset(Element.from_Z(z).symbol for z in range(1, 119))
+
+
+def _formula_items(formula: str) -> list[tuple[str, float]] | None:
+    """`_items` of ``Composition(formula)`` read straight from a plain formula, as a reduced formula is written
+    ("LiFePO4", "Li0.5CoO2", "Li6CoCu3(PO4)4": element symbols with whole or decimal amounts, groups in
+    parentheses, none nested): the same symbols, floats and order as pymatgen's parser, which expands each
+    group in place (its amounts times the group's) and adds up repeated elements in the order met. None
+    for any other formula (pymatgen parses it)."""
+    if not _PLAIN_FORMULA.fullmatch(formula):
+        return None
+    totals: dict[str, float] = {}
+    for symbol, amount, group, times in _TERM.findall(formula):
+        if symbol:
+            terms = [(symbol, float(amount) if amount else 1.0)]
+        else:
+            factor = float(times) if times else 1.0
+            inner: dict[str, float] = {}
+            for el, n, _, _ in _TERM.findall(group):
+                inner[el] = inner.get(el, 0.0) + (float(n) if n else 1.0) * factor
+            terms = list(inner.items())
+            if max(n for _, n in terms) >= 1e16:  # pymatgen writes it back as 1e+16, which it cannot read
+                return None
+        for el, n in terms:
+            totals[el] = totals.get(el, 0.0) + n
+    items = [(el, n) for el, n in totals.items() if abs(n) >= Composition.amount_tolerance]
+    if not items or not {el for el, _ in items} <= _symbols() or len(items) < len(totals):
+        return None
+    return items
+
+
+def formula_matrix(formulas: Sequence[str]) -> FormulaMatrix:
+    """`FormulaMatrix` of a formula column, built once for the last column asked (a chunk's table-level
+    groups read the same one). Plain formulas are read without building a Composition."""
+    global _last_formulas
+    key = tuple(formulas)
+    last = _last_formulas  # one read: another thread may replace it
+    if last[0] == key and last[1] is not None:
+        return last[1]
+    position: dict[str, int] = {}
+    inverse = np.array([position.setdefault(f, len(position)) for f in key], dtype=np.int64)
+    distinct = list(position)
+    rows = [_formula_items(f) or _items(supply.formula_composition(f)) for f in distinct]
+    result = FormulaMatrix(distinct, _matrix(rows), inverse)
+    _last_formulas = (key, result)
+    return result
 
 
 # --- fact vectors ------------------------------------------------------------------------------------
@@ -237,8 +307,48 @@ def free_of(m: ElementMatrix, symbol: str) -> np.ndarray:
     return np.ones(len(m.ok)) if j is None else (~(m.index == j).any(axis=1)).astype(float)
 
 
-# column -> (matrix, context) -> values; a figure of a row outside `ok` is computed row by row
+def amount_of(m: ElementMatrix, symbol: str) -> np.ndarray:
+    """The amount of `symbol` in each row (0.0 without it): ``composition.element_composition[symbol]``."""
+    j = m.column(symbol)
+    return np.zeros(len(m.ok)) if j is None else np.where(m.index == j, m.amount, 0.0).sum(axis=1)
+
+
+def formula_capacity(m: ElementMatrix, working_ion: str) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """`calculators.capacity_mAh_g`: n z F / (3.6 M), the same operations in the same order; 0 without the ion."""
+    from mi.properties.calculators import FARADAY_C_PER_MOL, ION_CHARGE
+
+    if working_ion not in ION_CHARGE:  # the row-wise calculator says what is wrong
+        return np.full(len(m.ok), math.nan), np.ones(len(m.ok), dtype=bool)
+    n = amount_of(m, working_ion)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n == 0, 0.0, n * ION_CHARGE[working_ion] * FARADAY_C_PER_MOL / (3.6 * m.weight))
+
+
+def redox_capacity(m: ElementMatrix, working_ion: str) -> tuple[np.ndarray, np.ndarray]:
+    """`calculators.redox_capacity_mAh_g` where no oxidation states are needed: 0.0 for a row without the
+    working ion or without a redox-active cation (no headroom). The rows left (returned as a mask) hold
+    both, and go to the row-wise calculator and its memoised solver."""
+    from mi.properties.redox import ACCESSIBLE_STATES
+
+    n = amount_of(m, working_ion)
+    active = np.array([*(e in ACCESSIBLE_STATES and e != working_ion for e in m.elements), False])
+    zero = (n == 0) | ((n > 0) & ~active[m.index].any(axis=1))
+    return np.zeros(len(m.ok)), ~zero
+
+
+def capacity(m: ElementMatrix, ctx) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """`calculators._capacity`: the capacity of the configured mode."""
+    if ctx.capacity_mode == "formula":
+        return formula_capacity(m, ctx.working_ion)
+    return redox_capacity(m, ctx.working_ion)
+
+
+# column -> (matrix, context) -> values, or (values, rows left to the row-wise calculator); a figure of a row
+# outside `ok` is computed row by row
 VECTORISED: dict[str, Callable] = {
+    "capacity_mAh_g": capacity,
+    "capacity_formula_mAh_g": lambda m, ctx: formula_capacity(m, ctx.working_ion),
+    "capacity_redox_mAh_g": lambda m, ctx: redox_capacity(m, ctx.working_ion),
     "cost_usd_kg": lambda m, ctx: cost(m, ctx.prices),
     "supply_risk": lambda m, ctx: supply_risk(m, ctx.table),
     "hhi_production": lambda m, ctx: weighted(m, ctx.table, "hhi_production"),

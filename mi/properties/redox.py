@@ -38,6 +38,7 @@ from functools import lru_cache
 from pymatgen.core import Composition, Element
 
 from mi.candidates.generate.chemistry import TooComplex, electronegativity, probable_states, relaxed_states
+from mi.features.composition import by_element
 
 # Oxidation states a cation can take in a working cathode, lowest to highest. The highest bounds the
 # headroom; the list also keeps the oxidation-state guesser from assigning chemically absurd states
@@ -123,8 +124,10 @@ def _reduced(amounts: tuple[tuple[str, float], ...]) -> tuple[tuple[str, Fractio
     fractions = [(el, Fraction(a).limit_denominator(_MAX_DENOMINATOR)) for el, a in amounts]
     fractions = [(el, f) for el, f in fractions if f > 0]
     scale = math.lcm(*(f.denominator for _, f in fractions))
-    divisor = Fraction(math.gcd(*(int(f * scale) for _, f in fractions)), scale)
-    return tuple(sorted((el, f / divisor) for el, f in fractions))
+    # in whole numbers: f * scale, over their gcd (f / (gcd / scale), without Fraction arithmetic)
+    whole = [(el, f.numerator * (scale // f.denominator)) for el, f in fractions]
+    divisor = math.gcd(*(n for _, n in whole))
+    return tuple(sorted((el, Fraction(n, divisor)) for el, n in whole))
 
 
 def starting_oxidation_states(composition: Composition) -> dict[str, float] | None:
@@ -135,7 +138,7 @@ def starting_oxidation_states(composition: Composition) -> dict[str, float] | No
         redox = tuple(sorted(el.symbol for el in comp if el.symbol in ACCESSIBLE_STATES))
         guess = _guess(comp.formula, redox)
         return dict(guess) if guess is not None else None
-    amounts = tuple((el.symbol, float(a)) for el, a in composition.element_composition.items())
+    amounts = tuple((el.symbol, float(a)) for el, a in by_element(composition).items())
     guess = _solve(_reduced(amounts))
     return dict(guess) if guess is not None else None
 
@@ -144,7 +147,7 @@ def redox_headroom(composition: Composition, working_ion: str) -> float:
     """Electrons per formula unit of `composition` that its redox-active cations can give up: the sum of
     n_e * (highest accessible state - starting state). 0.0 without redox-active cations; NaN when no
     charge-balanced oxidation states exist (e.g. a peroxide, or Fe4+ needed)."""
-    comp = composition.element_composition
+    comp = by_element(composition)
     redox = [el for el in comp if el.symbol in ACCESSIBLE_STATES and el.symbol != working_ion]
     if not redox:
         return 0.0
@@ -156,7 +159,7 @@ def redox_headroom(composition: Composition, working_ion: str) -> float:
 
 def extractable_ions(composition: Composition, working_ion: str, charge: int) -> float:
     """Working ions per formula unit that can leave: min(n in the formula, headroom / charge)."""
-    n = composition.element_composition[Element(working_ion)]
+    n = by_element(composition)[Element(working_ion)]
     if n == 0:
         return 0.0
     headroom = redox_headroom(composition, working_ion)

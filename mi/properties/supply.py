@@ -42,6 +42,8 @@ from dataclasses import dataclass
 import pandas as pd
 from pymatgen.core import Composition, Element
 
+from mi.features.composition import by_element
+
 # Regulation (EU) 2023/1542 (shared/reference/eu_battery_regulation.md, S10a-S10e).
 # Annex XII part C: material recovery from waste batteries by the end of 2031.
 RECOVERY_TARGETS_2031 = {"Co": 0.95, "Cu": 0.95, "Ni": 0.95, "Pb": 0.95, "Li": 0.80}
@@ -74,7 +76,7 @@ def formula_composition(formula: str) -> Composition:
 
 def mass_fractions(composition: Composition) -> dict[str, float]:
     """element symbol -> mass fraction (sums to 1)."""
-    comp = composition.element_composition
+    comp = by_element(composition)
     total = molar_mass(comp)
     return {el.symbol: float(amount) * atomic_mass(el.symbol) / total for el, amount in comp.items()}
 
