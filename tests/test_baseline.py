@@ -90,3 +90,19 @@ def test_a_baseline_refuses_another_energy_model_and_a_target_the_data_lacks(cor
     cfg = TrainConfig(model={"kind": "forest", "trees": 4}, baseline={**BASELINE, "target": "capacity"}, device="cpu")
     with pytest.raises(ConfigError, match="train.baseline.target: 'capacity'"):
         train_surrogate(cfg, frame, {"voltage_V": "V"}, progress=False)
+
+
+def test_asking_for_the_baseline_target_alone_runs_only_the_rows_with_a_baseline(tmp_path):
+    rows = [r for r in json.loads(LABELS.read_text())["data"]]
+    frame = pd.DataFrame({"formula": [r["formula"] for r in rows], "voltage_V": [r["voltage_V"] for r in rows],
+                          "relaxed_density_g_cm3": [r["relaxed_density_g_cm3"] for r in rows]})
+    cfg = TrainConfig(model={"kind": "forest", "trees": 8, "min_samples_leaf": 3}, baseline=BASELINE, device="cpu")
+    surrogate, _ = train_surrogate(cfg, frame, {"voltage_V": "V", "relaxed_density_g_cm3": "g/cm^3"}, progress=False)
+    candidates = _candidates(["LiFePO4", "Fe2O3", "LiCoO2", "NaCl", "Li2O"])
+    everything = surrogate.predict(candidates=candidates)
+    voltage_only = surrogate.predict(candidates=candidates, targets=["voltage_V"])  # as a screen keeping voltage_V
+    columns = ["voltage_V", "voltage_V_std", "voltage_V_in_domain"]
+    pd.testing.assert_frame_equal(voltage_only[columns], everything[columns])
+    assert everything["relaxed_density_g_cm3"].notna().all()  # the density needs no baseline
+    # rows without a baseline value (no Li or Na, nothing to oxidise) were not run at all
+    assert voltage_only["relaxed_density_g_cm3"].isna().tolist() == [False, True, False, True, True]

@@ -114,7 +114,7 @@ class ScreenModels:
             features = pd.DataFrame(index=pd.Index([c.id for c in candidates], name="id", dtype=object))
         frames = []
         for ref, surrogate in zip(self.refs, self.surrogates):
-            predicted = surrogate.predict(features, candidates)
+            predicted = surrogate.predict(features, candidates, targets=ref.columns)
             keep = set(ref.columns or surrogate.targets)
             frames.append(predicted[[c for c in predicted.columns if _target_of(c, surrogate.targets) in keep]])
         if not frames:

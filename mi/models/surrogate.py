@@ -338,55 +338,53 @@ class Surrogate:
         features: pd.DataFrame | None = None,
         candidates: Sequence[Candidate] | None = None,
         batch_size: int | None = None,
+        targets: Sequence[str] | None = None,
     ) -> pd.DataFrame:
         """Columns ``<target>`` and ``<target>_std`` (>= 0) in physical units, one row per input row.
 
         Rows the model cannot describe (a formula for a graph model, an unparseable composition) are NaN.
+        `targets` names the targets the caller keeps (default: all); where they all rest on the baseline, only
+        the rows with a baseline value are run (e.g. a voltage model over a screen where few rows hold Li).
         """
         from mi.models.inputs import to_device
 
         index, inputs, usable, _reasons = self.model_inputs(features, candidates)
+        by_id = {c.id: c for c in candidates} if candidates is not None else None
+        compositions = [by_id[i].composition for i in index] if by_id is not None else None
+        baseline = self._baseline(compositions)
+        run = np.arange(len(usable))  # positions in `inputs` (the usable rows) to run
+        if baseline is not None and targets is not None and set(targets) <= {baseline[0]}:
+            run = run[np.isfinite(baseline[1][usable])]
         batch_size = batch_size or _DEFAULT_BATCH.get(self.module.input_kind, 1024)
         self.module.eval()
         n_targets = len(self.spec.targets)
         mean = np.full((len(index), n_targets), np.nan)
         std = np.full((len(index), n_targets), np.nan)
         means, stds = [], []
-        for start in range(0, len(usable), batch_size):
-            rows = np.arange(start, min(start + batch_size, len(usable)))
-            m, s = self.module(to_device(inputs.batch(rows), self.device))
+        for start in range(0, len(run), batch_size):
+            m, s = self.module(to_device(inputs.batch(run[start : start + batch_size]), self.device))
             means.append(m.float().cpu().numpy())
             stds.append(s.float().cpu().numpy())
         if means:
-            mean[usable] = np.concatenate(means)
-            std[usable] = np.concatenate(stds)
+            mean[usable[run]] = np.concatenate(means)
+            std[usable[run]] = np.concatenate(stds)
         out = {}
         for j, target in enumerate(self.spec.targets):
             out[target] = mean[:, j].astype(float)
             out[f"{target}_std"] = std[:, j].astype(float)
-        by_id = {c.id: c for c in candidates} if candidates is not None else None
-        compositions = [by_id[i].composition for i in index] if by_id is not None else None
-        baseline_in_domain = self._add_baseline(out, compositions)
+        if baseline is not None:
+            target, values, _ = baseline
+            out[target] = out[target] + values  # no baseline value: no prediction
+            out[f"{target}_std"] = np.where(np.isfinite(values), out[f"{target}_std"], np.nan)
         if self.domain is not None:
-            flags = self.domain.check(
-                self.domain_inputs(features, candidates, index), compositions,
-                {t: out[f"{t}_std"] for t in self.spec.targets},
-            )
-            for target in self.spec.targets:
-                # no value, no verdict: the flag is missing (<NA>) where the model could not predict
-                flag = pd.array(flags[target], dtype="boolean")
-                if target in baseline_in_domain:
-                    flag &= baseline_in_domain[target]
-                flag[~np.isfinite(out[target])] = pd.NA
-                out[f"{target}_in_domain"] = flag
+            self._flag_domain(out, features, candidates, index, compositions, baseline)
         return pd.DataFrame(out, index=index, columns=self.output_columns())
 
-    def _add_baseline(self, out: dict[str, np.ndarray], compositions: list | None) -> dict[str, np.ndarray]:
-        """Add the baseline to its target's mean in `out` (no baseline value: no prediction); returns
-        {target: the baseline's own in-domain flag}."""
+    def _baseline(self, compositions: list | None) -> tuple[str, np.ndarray, np.ndarray] | None:
+        """(target, baseline value, the baseline's own in-domain flag) per row; None without a baseline."""
         baseline = self.spec.baseline
         if baseline is None:
-            return {}
+            return None
         if compositions is None:
             raise InputError(f"this surrogate corrects a {baseline['kind']} baseline computed from the compositions: "
                              "pass the candidates to predict()")
@@ -395,11 +393,27 @@ class Surrogate:
                              f"model ({baseline['energy_model']}): load it with mi.models.checkpoint.load_checkpoint")
         from mi.models.baseline import baseline_values
 
-        target = baseline["target"]
-        values, in_domain = baseline_values(baseline, self.baseline_model, compositions)
-        out[target] = out[target] + values
-        out[f"{target}_std"] = np.where(np.isfinite(values), out[f"{target}_std"], np.nan)
-        return {target: in_domain}
+        return (baseline["target"], *baseline_values(baseline, self.baseline_model, compositions))
+
+    def _flag_domain(self, out: dict[str, Any], features: pd.DataFrame | None, candidates: Sequence[Candidate] | None,
+                     index: pd.Index, compositions: list | None, baseline: tuple | None) -> None:
+        """``<target>_in_domain`` into `out`, judged on the rows with a value (no value, no verdict: <NA>)."""
+        valued = np.zeros(len(index), dtype=bool)
+        for target in self.spec.targets:
+            valued |= np.isfinite(out[target])
+        rows = np.flatnonzero(valued)
+        subset = [compositions[i] for i in rows] if compositions is not None else None
+        flags = self.domain.check(
+            self.domain_inputs(features, candidates, index[rows]) if len(rows) else np.empty((0, 0)), subset,
+            {t: out[f"{t}_std"][rows] for t in self.spec.targets},
+        )
+        for target in self.spec.targets:
+            flag = pd.array(np.zeros(len(index), dtype=bool), dtype="boolean")
+            flag[rows] = flags[target]
+            if baseline is not None and target == baseline[0]:
+                flag &= baseline[2]
+            flag[~np.isfinite(out[target])] = pd.NA
+            out[f"{target}_in_domain"] = flag
 
     def __repr__(self) -> str:
         config = {k: v for k, v in self.module.config().items() if k not in ("n_features", "n_targets")}
