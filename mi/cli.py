@@ -194,19 +194,20 @@ def _cmd_screen(args: argparse.Namespace) -> int:
         cfg, out=args.out, strict=args.strict, progress=not args.no_progress, resume=args.resume,
         overwrite=args.overwrite,
     )
-    ranked = result.ranked
+    top = result.top  # the top-k rows: the whole table is not read back for them
+    counts = result.manifest.get("counts", {})
+    n_ranked = counts.get("ranked", len(top))
     objectives = [o.column for o in cfg.ranking.objectives]
     columns = ["rank", "id", "formula", *dict.fromkeys(objectives), "score", "pareto_rank"]
     print()
-    print(f"top {min(cfg.ranking.top_k, len(ranked))} of {len(ranked)} ranked candidates ({cfg.name}):")
-    print(format_top_table(ranked, [c for c in columns if c in ranked.columns], cfg.ranking.top_k))
-    counts = result.manifest.get("counts", {})
+    print(f"top {min(cfg.ranking.top_k, n_ranked)} of {n_ranked} ranked candidates ({cfg.name}):")
+    print(format_top_table(top, [c for c in columns if c in top.columns], cfg.ranking.top_k))
     print()
     print(
-        f"read {counts.get('read', '?')}, failed {len(result.failures)}, ranked {len(ranked)}; "
+        f"read {counts.get('read', '?')}, failed {len(result.failures)}, ranked {n_ranked}; "
         f"outputs in {result.run_dir}"
     )
-    if ranked.empty and result.failures and not counts.get("removed_by_constraints"):
+    if not n_ranked and result.failures and not counts.get("removed_by_constraints"):
         print(f"error: every candidate failed; see {result.run_dir / 'failures.csv'}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK

@@ -16,7 +16,7 @@ import math
 import os
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path, PurePath
 from typing import IO, TYPE_CHECKING, Any
 
@@ -211,8 +211,101 @@ def atomic_write_json_records(
     return atomic_write_json(path, records)
 
 
+class _Unsupported(Exception):
+    pass
+
+
+def _table_column(series: pd.Series) -> tuple[str, Any, Any]:
+    """(kind, values, missing) of one column for `atomic_write_csv_json`: numpy float, int and bool
+    columns as they are; object and nullable-boolean columns as objects with their missing-value mask."""
+    import numpy as np
+    import pandas as pd
+
+    dtype = series.dtype
+    if dtype == np.float64 or (isinstance(dtype, np.dtype) and dtype.kind in "iub"):  # float32's str is not its repr
+        return dtype.kind, series.to_numpy(), None
+    if dtype == object or isinstance(dtype, pd.BooleanDtype):
+        return "O", np.asarray(series.to_numpy(dtype=object)), series.isna().to_numpy()
+    raise _Unsupported
+
+
+def _block_cells(kind: str, values, missing) -> tuple[list, list[str]]:
+    """The cells of one block of a column: as `DataFrame.to_csv` hands them to the csv writer (a float as
+    numpy's str of it, which is its repr; missing as an empty field) and as `_json_cells` writes them."""
+    import numpy as np
+
+    if kind == "f":
+        text = list(map(float.__repr__, values.tolist()))
+        bad = np.flatnonzero(~np.isfinite(values))
+        if not len(bad):
+            return text, text
+        csv_text = list(text)
+        for i in bad:
+            text[i] = "null"
+            if values[i] != values[i]:
+                csv_text[i] = ""
+        return csv_text, text
+    if kind in "iu":
+        text = list(map(int.__repr__, values.tolist()))
+        return text, text
+    if kind == "b":
+        flags = values.tolist()
+        return ["True" if v else "False" for v in flags], ["true" if v else "false" for v in flags]
+    objects = values.tolist()
+    json_text = [_json_cell(v) for v in objects]
+    for i in np.flatnonzero(missing):
+        objects[i] = ""
+    return objects, json_text
+
+
+def atomic_write_csv_json(
+    csv_path: str | Path, json_path: str | Path | None, frame: pd.DataFrame, columns: list | None = None,
+    block: int = 512,
+) -> list[Path]:
+    """`atomic_write_csv` (and, with `json_path`, `atomic_write_json_records`) of `frame`, the same bytes,
+    written together in one pass over blocks of rows: each value is formatted once for both files (the
+    CSV text of a float is numpy's str of it, its repr, as in JSON), from one array per column, and only
+    `block` rows of text are held at once (a block of 2,048 wide rows as JSON text was 60 MB). A table
+    these columns cannot all take (no row, repeated names, another column type, a cell that is not a
+    scalar) goes through the two writers."""
+    import csv
+
+    selected = list(frame.columns) if columns is None else list(columns)
+    names = [str(c) for c in selected]
+    try:
+        if not len(frame) or len(set(names)) != len(names) or not frame.columns.is_unique:
+            raise _Unsupported
+        arrays = [_table_column(frame[c]) for c in selected]
+        keys = [f"    {json.dumps(c, ensure_ascii=False)}: " for c in names]
+        with ExitStack() as files:
+            csv_file = files.enter_context(atomic_file(csv_path, "w", encoding="utf-8", newline=""))
+            json_file = files.enter_context(atomic_file(json_path, "w", encoding="utf-8", newline="")) if json_path else None
+            writer = csv.writer(csv_file, lineterminator="\n")  # DataFrame.to_csv's dialect
+            writer.writerow(selected)
+            if json_file is not None:
+                json_file.write("[")
+            for start in range(0, len(frame), block):
+                cells = [
+                    _block_cells(kind, values[start : start + block], None if missing is None else missing[start : start + block])
+                    for kind, values, missing in arrays
+                ]
+                writer.writerows(zip(*(c for c, _ in cells)))
+                if json_file is not None:
+                    rows = map(",\n".join, zip(*(list(map(k.__add__, j)) for k, (_, j) in zip(keys, cells))))
+                    json_file.write(("\n  {\n" if start == 0 else ",\n  {\n") + "\n  },\n  {\n".join(rows) + "\n  }")
+            if json_file is not None:
+                json_file.write("\n]\n")
+    except (_Unsupported, _NotScalar):
+        paths = [atomic_write_csv(csv_path, frame, columns=columns)]
+        if json_path:
+            paths.append(atomic_write_json_records(json_path, frame, columns=columns))
+        return paths
+    return [Path(csv_path), *([Path(json_path)] if json_path else [])]
+
+
 __all__ = [
     "atomic_file",
+    "atomic_write_csv_json",
     "atomic_write_bytes",
     "atomic_write_csv",
     "atomic_write_json",

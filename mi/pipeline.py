@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,11 +32,23 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class ScreenResult:
+    """A screen's run folder, failures and manifest, its top-k rows (every column) and, as `ranked`, every
+    ranked row (what ranked.csv holds)."""
+
     run_dir: Path
-    ranked: pd.DataFrame
     failures: list[Failure]
     manifest: dict
+    top: pd.DataFrame
     predicted: list[str] = field(default_factory=list)
+    # the ranked table, or how to read it back from the shards: a screen does not keep a table of millions
+    # of rows once ranked.csv is written (the report and the top-k need only some of it)
+    _ranked: pd.DataFrame | Callable[[], pd.DataFrame] = field(default_factory=pd.DataFrame, repr=False)
+
+    @property
+    def ranked(self) -> pd.DataFrame:
+        if callable(self._ranked):
+            self._ranked = self._ranked()
+        return self._ranked
 
 
 def _now() -> str:
@@ -350,8 +362,8 @@ def _tally(run: _Run, stream) -> _Tally:
     return _Tally(indices, totals, removed, len(feature_failures))
 
 
-def _finish(run: _Run, ranked: pd.DataFrame, status: str = "complete") -> dict:
-    """failures.csv and the final manifest."""
+def _finish(run: _Run, ranked: int, status: str = "complete") -> dict:
+    """failures.csv and the final manifest (`ranked`: the rows ranked)."""
     from mi.export.rundir import build_manifest, write_failures, write_manifest
 
     write_failures(run.dir, run.failures)
@@ -363,7 +375,7 @@ def _finish(run: _Run, ranked: pd.DataFrame, status: str = "complete") -> dict:
         checkpoint_hash=refs[0].sha256 if refs else None,
         started=run.started,
         ended=_now(),
-        counts={**run.counts, "failed": len(run.failures), "ranked": len(ranked)},
+        counts={**run.counts, "failed": len(run.failures), "ranked": ranked},
         notes=run.notes,
         extra={
             "status": status,
@@ -386,7 +398,7 @@ def _refuse_without_candidates(run: _Run) -> None:
 
     write_empty_outputs(run.dir, run.cfg.export.write_json)
     run.notes = [*run.notes, "no usable candidates"]
-    _finish(run, pd.DataFrame(), status="failed")
+    _finish(run, 0, status="failed")
     raise InputError(
         f"no usable candidates in candidates.sources ({len(run.failures)} failures, see {run.dir / 'failures.csv'})"
     )
@@ -455,11 +467,12 @@ def _refine(run: _Run, ranked: pd.DataFrame, summary: dict, shards: list[Path]) 
                          progress=run.progress, element_table=_element_table(run.cfg))
 
 
-def _export(run: _Run, ranked: pd.DataFrame, summary: dict, shards: list[Path]) -> None:
-    """Export: ranked.csv/json, removed.csv, the top CIFs and the report with its passports."""
+def _export(run: _Run, ranked: pd.DataFrame, shards: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Export: ranked.csv/json, removed.csv and the top CIFs. Returns the top-k rows and (with a report)
+    the columns of every row that the report reads: all the rest of the screen needs of the table."""
     from mi.execution.merge import structures_of
     from mi.execution.shards import removed_files
-    from mi.export.rundir import write_ranked, write_removed, write_top_cifs
+    from mi.export.rundir import top_ranked, write_ranked, write_removed, write_top_cifs
 
     cfg = run.cfg
     write_ranked(run.dir, ranked, _predicted(run), cfg.export.write_json)
@@ -468,14 +481,47 @@ def _export(run: _Run, ranked: pd.DataFrame, summary: dict, shards: list[Path]) 
         top_ids = set(ranked["id"].astype(str).head(cfg.ranking.top_k)) if len(ranked) else set()
         _, cif_failures = write_top_cifs(run.dir, ranked, structures_of(shards, top_ids), cfg.ranking.top_k)
         run.failures += cif_failures
-    if cfg.export.report:
-        from mi.export.report import export_report
-        from mi.models.screen_models import model_cards
+    top = top_ranked(ranked, cfg.ranking.top_k)
+    if not cfg.export.report:
+        return top, None
+    from mi.export.report import report_columns
 
-        run.failures += export_report(
-            run.dir, ranked, cfg, element_table=_element_table(cfg), notes=run.notes, summary=summary,
-            counts=run.counts, failures=run.failures, models=model_cards(run.refs),
-        )
+    return top, ranked[report_columns(ranked.columns, cfg)]
+
+
+def _report(run: _Run, ranked: pd.DataFrame, top: pd.DataFrame, summary: dict) -> None:
+    """The report with its passports (`mi.export.report`), from the top-k rows and `ranked`'s columns that
+    it reads."""
+    from mi.export.report import export_report
+    from mi.models.screen_models import model_cards
+
+    cfg = run.cfg
+    run.failures += export_report(
+        run.dir, ranked, cfg, element_table=_element_table(cfg), notes=run.notes, summary=summary,
+        counts=run.counts, failures=run.failures, models=model_cards(run.refs), top=top,
+    )
+
+
+def _return_freed_memory() -> None:
+    """Hand the C heap's free pages back to the system (glibc's malloc_trim; nothing elsewhere): the
+    ranked table's columns, freed in the middle of the heap, would otherwise stay resident under the
+    report's figures."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+def _ranked_again(shards: list[Path], cfg: ScreenConfig, rows: int) -> Callable[[], pd.DataFrame]:
+    """The ranked table, merged again from the shards when asked for (`ScreenResult.ranked`)."""
+    from mi.execution.merge import merge_shards
+
+    def load() -> pd.DataFrame:
+        return merge_shards(shards, cfg.ranking, rows=rows, max_rows_in_memory=cfg.execution.max_rows_in_memory)[0]
+
+    return load
 
 
 def _predicted(run: _Run) -> list[str]:
@@ -518,10 +564,19 @@ def screen(
     )
     ranked, summary, shards = _merge(run, tally)
     ranked, summary = _refine(run, ranked, summary, shards)
-    _export(run, ranked, summary, shards)
-    manifest = _finish(run, ranked)
-    return ScreenResult(run_dir=run.dir, ranked=ranked, failures=run.failures, manifest=manifest,
-                        predicted=_predicted(run))
+    top, report_view = _export(run, ranked, shards)
+    rows = len(ranked)
+    if cfg.refine is None and tally.totals["rows"]:
+        # the table goes before the report draws (a million candidates: 60,000 rows of 140 columns); the
+        # caller that asks for it gets the same table merged again
+        ranked = _ranked_again(shards, cfg, tally.totals["after_constraints"])
+        _return_freed_memory()
+    if report_view is not None:
+        _report(run, report_view, top, summary)
+        del report_view
+    manifest = _finish(run, rows)
+    return ScreenResult(run_dir=run.dir, failures=run.failures, manifest=manifest, top=top,
+                        predicted=_predicted(run), _ranked=ranked)
 
 
 __all__ = ["ScreenResult", "screen", "resolved_config_yaml", "Candidate"]

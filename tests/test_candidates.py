@@ -45,6 +45,42 @@ def test_formula_csv_gives_composition_only_candidates(tmp_path):
     assert candidates[2].composition["Ni"] == pytest.approx(0.8)
 
 
+def test_formula_csv_read_line_by_line_gives_what_the_whole_text_gives(tmp_path, monkeypatch):
+    """A clean CSV is read as a stream of lines (a million rows are never one string); whatever is not
+    clean (a byte-order mark, CR line ends, bad bytes, a NUL, only white space) is read whole as before,
+    with the same candidates, failures and reasons."""
+    import gzip
+
+    import mi.candidates.readers as readers
+    import mi.candidates.textio as textio
+
+    rows = "id,formula\nLFP,LiFePO4\n,LiCoO2\nbad,Xx2O\nq,\"Li2\nO\"\ncafé,Na3PS4\nlast,NaCl"  # no final newline
+    files = {
+        "plain.csv": rows.encode(), "crlf.csv": rows.replace("\n", "\r\n").encode(),
+        "bom.csv": b"\xef\xbb\xbf" + rows.encode(), "utf16.csv": rows.encode("utf-16"),
+        "latin1.csv": rows.encode("latin-1"), "nul.csv": rows.encode() + b"\x00", "blank.csv": b" \n\t\n",
+        "packed.csv.gz": gzip.compress(rows.encode()), "broken.csv.gz": gzip.compress(rows.encode())[:-9],
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    monkeypatch.setattr(textio, "_BLOCK", 5)  # blocks split lines and the two bytes of "é"
+    streamed = {name: textio.text_lines(tmp_path / name) is not None for name in files}
+    assert streamed == {name: name in ("plain.csv", "packed.csv.gz") for name in files}
+    cfg = CandidatesConfig(sources=[str(tmp_path)])
+
+    def read_all():
+        out = []
+        for name in sorted(files):
+            for item in readers.iter_file(tmp_path / name, cfg):
+                out.append((item.id, item.record, getattr(item, "formula", None), getattr(item, "reason", None)))
+        return out
+
+    got = read_all()
+    monkeypatch.setattr(readers, "text_lines", lambda path: None)  # every file read whole
+    assert got == read_all()
+    assert ("café", "line 7", "Na3PS4", None) in got and ("LFP", "line 2", "LiFePO4", None) in got
+
+
 def test_bad_entries_become_failures_with_file_record_and_reason(tmp_path, li2s):
     li2s.to(filename=str(tmp_path / "good.cif"))
     (tmp_path / "empty.cif").write_bytes(b"")

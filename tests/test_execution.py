@@ -15,6 +15,7 @@ from mi.cli import main
 from mi.config import RankingConfig, load_config
 from mi.errors import ConfigError
 from mi.execution.merge import merge_shards
+from mi.export.rundir import write_ranked
 from mi.pipeline import screen
 from mi.ranking import rank
 
@@ -101,6 +102,43 @@ def test_streaming_merge_gives_the_top_k_and_front_of_the_in_memory_ranking(tmp_
     on_front = streamed["pareto_rank"] == 1
     np.testing.assert_allclose(streamed.loc[on_front, "crowding_distance"], want.loc[on_front.to_numpy(), "crowding_distance"])
     assert streamed.loc[~on_front, "crowding_distance"].isna().all()
+
+
+def test_in_memory_merge_is_the_ranking_of_the_shards_concatenation(tmp_path):
+    """The merge places each shard's rows at their ranks instead of ranking a concatenated table: the same
+    frame, with shards whose columns and types differ as chunks' do (a flag without a missing value is bool
+    in one chunk and float in another, a column only one chunk has, an empty chunk, a stale score)."""
+    from mi.execution.merge import concat_rows, read_shard
+
+    rng = np.random.default_rng(3)
+
+    def shard(n: int, first: int, **extra) -> pd.DataFrame:
+        return pd.DataFrame({
+            "id": [f"c{first + i:04d}" for i in range(n)], "a": rng.integers(0, 6, n).astype(float),
+            "b": rng.normal(size=n), "b_std": rng.random(n), "count": np.arange(n), **extra,
+        })
+
+    shards = [
+        shard(40, 0, b_in_domain=True, note="x", opt=None, ok=pd.array([True, None] * 20, dtype="boolean")),
+        shard(35, 100, b_in_domain=np.where(rng.random(35) < 0.3, np.nan, 1.0), note=[None, "y,z"] * 17 + ["w"],
+              opt="o", ok=pd.array([False] * 35, dtype="boolean")).assign(count=np.arange(35) / 2),
+        shard(0, 200, ghost=1.0),
+        shard(30, 300, b_in_domain=False, note="q", score=1.0),  # no "opt"
+    ]
+    shards[1].insert(2, "demand_Kr", rng.random(35))  # only this chunk has krypton
+    ranking = RankingConfig(
+        objectives=[{"column": "a", "direction": "max"}, {"column": "b", "direction": "min", "normalise": "rank"}],
+        constraints=[{"column": "b", "max": 1.5, "probability": 0.3}], out_of_domain="penalize", top_k=5,
+    )
+    files = []
+    for i, frame in enumerate(shards):
+        files.append(tmp_path / f"chunk-{i}.parquet")
+        frame.to_parquet(files[-1], index=False)
+    expected, expected_summary = rank(concat_rows([read_shard(f) for f in files]), ranking)
+    merged, summary = merge_shards(files, ranking, rows=105, max_rows_in_memory=1000)
+    pd.testing.assert_frame_equal(merged, expected, check_exact=True)
+    assert summary == {**expected_summary, "streamed": False}
+    assert merged["b_in_domain"].dtype == float and "demand_Kr" in merged and "ghost" not in merged
 
 
 # --- config and command line ------------------------------------------------------------------------
@@ -191,6 +229,10 @@ def test_a_screen_in_chunks_has_the_notes_of_one_chunk(tmp_path):
     assert sorted(chunks.manifest["notes"]) == sorted(one.manifest["notes"])
     header = [(run.run_dir / "ranked.csv").read_text().splitlines()[0] for run in (one, chunks)]
     assert header[0] == header[1]  # the columns in one table's order, however the run was chunked
+    for run in (one, chunks):  # the table handed back (merged again from the shards) is the one written
+        write_ranked(tmp_path / run.run_dir.name, run.ranked, run.predicted, write_json=False)
+        assert (tmp_path / run.run_dir.name / "ranked.csv").read_bytes() == (run.run_dir / "ranked.csv").read_bytes()
+        pd.testing.assert_frame_equal(run.top, run.ranked.head(len(run.top)))
 
 
 def test_a_column_only_a_later_shard_has_goes_where_one_table_puts_it():

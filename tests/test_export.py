@@ -155,6 +155,31 @@ def test_json_records_are_the_bytes_of_atomic_write_json(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fast.csv", "fast.json", "slow.json"]
 
 
+def test_csv_and_json_written_together_are_the_bytes_of_each_writer(tmp_path):
+    from mi.files import atomic_write_csv_json, atomic_write_json_records
+
+    n = 11
+    frame = pd.DataFrame({
+        "rank": np.arange(1, n + 1),
+        "id": [f"id-{i}" if i % 3 else f'Li\u2082O, "{i}"\nx' for i in range(n)],  # quoted in CSV
+        "x": [0.1, np.nan, np.inf, -np.inf, -0.0, 1e16, 1e-7, 123456789.125, 2.0, 1 / 3, 5e-324],
+        "flag": [bool(i % 2) for i in range(n)],
+        "maybe": pd.array([True, None] * 5 + [False], dtype="boolean"),
+        "mixed": [None, True, 1.5, "t", np.nan, np.inf, np.int64(3), np.bool_(False), pd.NA, "", 2],
+        "count": np.arange(n, dtype=np.int32) - 5,
+    })
+    others = [frame.iloc[:0], frame.assign(cell=[[1, 2]] * n), frame.assign(small=np.arange(n, dtype=np.float32) / 10)]
+    for table, columns in [(frame, None), (frame, ["x", "mixed", "id", "rank"]), *((t, None) for t in others)]:
+        atomic_write_csv(tmp_path / "a.csv", table, columns=columns)
+        atomic_write_json_records(tmp_path / "a.json", table, columns=columns)
+        atomic_write_csv_json(tmp_path / "b.csv", tmp_path / "b.json", table, columns, block=4)  # several blocks
+        for name in ("csv", "json"):
+            assert (tmp_path / f"b.{name}").read_bytes() == (tmp_path / f"a.{name}").read_bytes(), (name, columns)
+    atomic_write_csv_json(tmp_path / "c.csv", None, frame, block=3)
+    assert (tmp_path / "c.csv").read_text() == frame.to_csv(index=False, lineterminator="\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv", "a.json", "b.csv", "b.json", "c.csv"]
+
+
 def test_atomic_csv(tmp_path):
     frame = pd.DataFrame({"a": [1, 2], "b": [np.nan, "x"]})
     path = atomic_write_csv(tmp_path / "t.csv", frame)

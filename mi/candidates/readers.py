@@ -52,6 +52,7 @@ from mi.candidates.textio import (
     plain_formula,
     read_text,
     reason,
+    text_lines,
     uncompressed_name,
 )
 from mi.candidates.validate import composition_problem, structure_problem
@@ -123,15 +124,17 @@ def iter_file(path: Path, cfg: CandidatesConfig) -> Iterator[Candidate | Failure
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # pymatgen/ASE warn a lot about harmless CIF quirks
-            text = None
-            if reader.reads_text:
+            text, lines = None, None
+            if reader.reads_lines:
+                lines = text_lines(path)  # a table of millions of rows is not read whole (None: it is)
+            if reader.reads_text and lines is None:
                 text, encoding = read_text(path)
                 if not text.strip():
                     yield Failure(source, "", "candidates", "empty file (only white space)", id=stem)
                     return
                 if "\r" in text:  # Windows (CRLF) and old Mac (CR) line endings
                     text = text.replace("\r\n", "\n").replace("\r", "\n")
-            records = reader.records(FileInput(path, stem, cfg, text))
+            records = reader.records(FileInput(path, stem, cfg, text, lines))
             n_records = 0
             notes: list[str] = []  # records skipped by design; the file's next candidate carries them
             for record, candidate_id, item in records:

@@ -12,6 +12,7 @@ import bz2
 import gzip
 import json
 import lzma
+import math
 import re
 import unicodedata
 import zlib
@@ -110,6 +111,49 @@ def read_text(path: Path) -> tuple[str, str]:
             f"not UTF-8 text (byte 0x{data[exc.start]:02X} at offset {exc.start}, e.g. Latin-1 accents or binary "
             "data); save it as UTF-8"
         ) from None
+
+
+_BLOCK = 1 << 20
+
+
+class Lines:
+    """The lines of a clean text file (`text_lines`), ends kept, read from the file as they are iterated:
+    a table of a million rows is never in memory as one string."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __iter__(self):
+        import io
+
+        with io.TextIOWrapper(open_binary(self.path), encoding="utf-8", newline="\n") as text:
+            yield from text  # split at "\n" only, as `read_text`'s text would be
+
+
+def text_lines(path: Path) -> Lines | None:
+    """The file's lines, streamed, when its text is what `read_text` would return as it is: UTF-8 without
+    a byte-order mark, no NUL, no carriage return, not only white space, within the decompression limit.
+    None otherwise (rare): the caller reads the whole text, with `read_text`'s refusals and its line
+    endings made ``\\n``. One pass over the file checks it, in blocks."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    size, content = 0, False
+    limit = MAX_DECOMPRESSED_BYTES if path.suffix.lower() in COMPRESSED_SUFFIXES else math.inf
+    try:
+        with open_binary(path) as fh:
+            while block := fh.read(_BLOCK):
+                if size == 0 and any(block.startswith(bom) for bom, _ in _BOMS):
+                    return None
+                size += len(block)
+                if size > limit or b"\x00" in block or b"\r" in block:
+                    return None
+                text = decoder.decode(block)
+                content = content or bool(text.strip())
+            decoder.decode(b"", final=True)
+    except Exception:  # noqa: BLE001 - bad bytes, damaged compression: `read_text` says what is wrong
+        return None
+    return Lines(path) if content else None
 
 
 def display_path(path: Path) -> str:

@@ -1,7 +1,8 @@
 """Rank the rows of a screen's Parquet shards: all at once when they fit, else in passes over the shards.
 
-**In memory** (up to ``execution.max_rows_in_memory`` kept rows): the shards are concatenated and ranked
-by `mi.ranking.rank`, exactly as a single-table screen; ``ranked.csv`` holds every row.
+**In memory** (up to ``execution.max_rows_in_memory`` kept rows): the table `mi.ranking.rank` makes of the
+shards' concatenation, exactly as a single-table screen, built without holding the rows twice (the ranking
+from the columns it reads, then each shard's rows placed at their ranks); ``ranked.csv`` holds every row.
 
 **Streaming** (more rows): the same ranking semantics, without every row in memory at once.
 
@@ -35,7 +36,7 @@ import pandas as pd
 
 from mi.config import RankingConfig
 from mi.execution.chunk import STRUCTURE_COLUMN
-from mi.ranking import rank, usable_objectives
+from mi.ranking import apply_constraints, rank, usable_objectives
 from mi.ranking.domain import flag_columns
 from mi.ranking.pareto import crowding_distance, pareto_front, pareto_ranks
 from mi.ranking.stats import RANKING_COLUMNS, Scorer, ranked_order, sort_key
@@ -92,18 +93,22 @@ def concat_rows(frames: list[pd.DataFrame]) -> pd.DataFrame:
     frames = [f for f in frames if len(f)] or frames[:1]
     if not frames:
         return pd.DataFrame()
+    # which columns of each frame hold a value: one call per frame, not one per column (100 shards x 140
+    # columns were seconds of a merge)
+    valued = [dict(zip(f.columns, f.notna().any().to_numpy())) if f.columns.is_unique else None for f in frames]
     kinds: dict[str, set[str]] = {}
-    for f in frames:
+    for f, has in zip(frames, valued):
         for c in f.columns:
-            if f[c].notna().any():
+            if (has[c] if has is not None else f[c].notna().any()):
                 kinds.setdefault(c, set()).add(f[c].dtype.kind)
     aligned = []
-    for f in frames:
+    for f, has in zip(frames, valued):
         copied = False  # a frame is copied only when a column of it changes type (memory: frames are wide)
         for c in f.columns:
             k = kinds.get(c, set())
             numeric = bool(k) and k <= {"f", "b", "i", "u"}
-            if numeric and ("f" in k or len(k) > 1) and (f[c].dtype.kind in "bO" or not f[c].notna().any()):
+            empty = not (has[c] if has is not None else f[c].notna().any())
+            if numeric and ("f" in k or len(k) > 1) and (f[c].dtype.kind in "bO" or empty):
                 if not copied:
                     f, copied = f.copy(), True
                 f[c] = pd.to_numeric(f[c], errors="coerce").astype(float)
@@ -132,7 +137,104 @@ def _shards_table(files: Sequence[Path]) -> pd.DataFrame:
 
 
 def _merge_in_memory(files: Sequence[Path], cfg: RankingConfig) -> tuple[pd.DataFrame, dict]:
-    return rank(_shards_table(files), cfg)  # no name here holds the table: `rank` frees it after its first copy
+    """`rank` of the shards' concatenation (`concat_rows`), without the whole table held twice.
+
+    Pass 1 reads each shard for the columns ranking reads and for its probe: the few rows holding the
+    first value of each column, so the probes' concatenation has the columns, order and types of the
+    whole table. `rank` orders the narrow table. Pass 2 reads each shard again, aligns its types with the
+    probes (`concat_rows` of the probes and the shard: what the whole concatenation would have made of
+    its rows) and places its rows at their ranks, column by column: one ranked table and one shard in
+    memory at the peak, where concatenating and then ranking held the table two or three times.
+    """
+    columns = {path: [c for c in shard_columns(path) if c != STRUCTURE_COLUMN] for path in files}
+    names = set().union(*columns.values()) if columns else set()
+    wanted = _ranking_inputs(cfg, names)
+    probes, narrow = [], []
+    for path in files:
+        frame = read_shard(path, columns[path])
+        if len(frame):
+            probes.append(_probe(frame))
+            narrow.append(frame[[c for c in frame.columns if c in wanted]].copy())
+        del frame
+    if len(probes) < 2:  # one shard with rows (or none): it is the table
+        return rank(_shards_table(files), cfg)  # no name here holds the table: `rank` frees it after its first copy
+    template = concat_rows(probes)
+    del probes
+    # errors (a missing or non-numeric column) name the whole table's columns, as ranking it would
+    usable_objectives(template, cfg)
+    apply_constraints(template, cfg.constraints)
+    narrow_table = concat_rows([_aligned(template[[c for c in template.columns if c in wanted]], f) for f in narrow])
+    del narrow
+    rows = len(narrow_table)
+    narrow_table["_row"] = np.arange(rows)
+    order, summary = rank(narrow_table, cfg)
+    del narrow_table
+    place = np.full(rows, -1, dtype=np.int64)  # row of the concatenation -> its place in the ranking (-1: removed)
+    place[order["_row"].to_numpy()] = np.arange(len(order))
+    kept = [c for c in template.columns if c not in RANKING_COLUMNS]
+    table: dict[str, object] = {"rank": order["rank"].to_numpy()}
+    table.update((c, _empty(template[c], len(order))) for c in kept)
+    offset = 0
+    for path in files:
+        frame = read_shard(path, columns[path])
+        if not len(frame):
+            continue
+        at = place[offset : offset + len(frame)]
+        offset += len(frame)
+        ranked = at >= 0  # all but rows a constraint removes (the chunks have removed them already)
+        aligned = _aligned_columns(template, frame)
+        for c in kept:
+            column = aligned[c]
+            values = column.array if isinstance(table[c], pd.api.extensions.ExtensionArray) else column.to_numpy()
+            table[c][at[ranked]] = values[ranked]
+        del frame, aligned
+    for c in ("score", "ucb_score", "pareto_rank", "crowding_distance"):
+        if c in order.columns:
+            table[c] = order[c].to_numpy()
+    # copy=False: one block per column, no consolidated copy of the table
+    return pd.DataFrame(table, copy=False), summary
+
+
+def _ranking_inputs(cfg: RankingConfig, names: set[str]) -> set[str]:
+    """The columns `rank` reads: ids, objectives and constraints with their std and in-domain flags."""
+    base = [*(o.column for o in cfg.objectives), *(c.column for c in cfg.constraints)]
+    std = [*(f"{c}_std" for c in base), *(c.std for c in cfg.constraints if c.probability is not None)]
+    wanted = {"id", *base, *std}
+    return {c for c in (*wanted, *flag_columns(list(wanted), sorted(names))) if c in names}
+
+
+def _probe(frame: pd.DataFrame) -> pd.DataFrame:
+    """The few rows of `frame` holding the first value of each column (a column is missing in all of
+    them only where it has no value): the types that a concatenation of `frame` with other frames gives
+    are those it gives with these rows."""
+    first = frame.notna().to_numpy().argmax(axis=0)
+    return frame.take(np.unique(first))
+
+
+def _aligned(template: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame`'s rows as the concatenation of every shard holds them: its columns, order and types."""
+    return pd.DataFrame(_aligned_columns(template, frame), copy=False)
+
+
+def _aligned_columns(template: pd.DataFrame, frame: pd.DataFrame) -> dict[str, pd.Series]:
+    """The columns of `_aligned`. One already of the concatenation's type is the frame's own
+    (`concat_rows` changes none of its values); the others, missing ones included, are what `concat_rows`
+    of the probes and the shard makes of them."""
+    frame = frame.reset_index(drop=True)
+    columns = dict(frame.items())
+    types = dict(template.dtypes.items())
+    rest = [c for c in template.columns if c not in columns or columns[c].dtype != types[c]]
+    if rest:
+        fixed = concat_rows([template[rest], frame[[c for c in rest if c in columns]]])
+        columns.update(fixed.iloc[len(template) :].reset_index(drop=True).items())
+    return {c: columns[c] for c in template.columns}
+
+
+def _empty(column: pd.Series, n: int):
+    """An array of `n` missing values of the column's type, to be filled."""
+    if isinstance(column.dtype, np.dtype):
+        return np.empty(n, dtype=column.dtype) if column.dtype != object else np.full(n, None, dtype=object)
+    return column.array.take(np.full(n, -1), allow_fill=True)
 
 
 # --- streaming --------------------------------------------------------------------------------------

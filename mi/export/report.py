@@ -46,6 +46,8 @@ DISTRIBUTION_COLUMNS = (
     "log10_conductivity_S_cm",
 )
 FLAG_COLUMNS = ("feoc_exposed", "crma_concentration_flag", "co_free", "ni_free")
+# Shown in the top-k table when they vary.
+EXTRA_COLUMNS = ("capacity_mAh_g", "cost_usd_kg", "supply_risk", "co2_lower_bound_kg_per_kg")
 MAX_PANELS = 9
 _FRONT = "#c0392b"
 _OTHER = "#7f8c8d"
@@ -686,12 +688,13 @@ def render_report(
     passports: Mapping[str, dict],
     passport_files: Mapping[str, str],
     models: Sequence[Mapping[str, Any]] = (),
+    top: pd.DataFrame | None = None,
 ) -> str:
-    """The page as a string (`export_report` writes it)."""
+    """The page as a string (`export_report` writes it; `ranked` and `top` as there)."""
     used = summary.get("objectives")
     objectives = [(o.column, o.direction) for o in cfg.ranking.objectives if used is None or o.column in used]
     top_k = cfg.ranking.top_k
-    top = ranked.head(top_k)
+    top = (ranked if top is None else top).head(top_k)
     n_removed = sum(int(v) for v in summary.get("removed", {}).values())
     kpis = [
         ("candidates read", counts.get("read", "?")),
@@ -750,16 +753,13 @@ def render_report(
 
     lead = ["rank", "id", "formula"]
     objective_columns = [c for c, _ in objectives]
-    tail = [c for c in ("score", "ucb_score", "pareto_rank", "crowding_distance") if c in ranked.columns]
-    flags = [c for c in FLAG_COLUMNS if c in ranked.columns]
-    extra = [
-        c for c in ("capacity_mAh_g", "cost_usd_kg", "supply_risk", "co2_lower_bound_kg_per_kg")
-        if c in ranked.columns and _informative(ranked, c)
-    ]
+    tail = [c for c in ("score", "ucb_score", "pareto_rank", "crowding_distance") if c in top.columns]
+    flags = [c for c in FLAG_COLUMNS if c in top.columns]
+    extra = [c for c in EXTRA_COLUMNS if c in top.columns and _informative(ranked, c)]
     # every predicted column (one with a _std companion), shown as value ± std
-    predicted = [c for c in ranked.columns if f"{c}_std" in ranked.columns and not str(c).endswith("_std")]
+    predicted = [c for c in top.columns if f"{c}_std" in top.columns and not str(c).endswith("_std")]
     columns = list(dict.fromkeys([*lead, *objective_columns, *predicted, *extra, *tail, *flags]))
-    columns = [c for c in columns if c in ranked.columns]
+    columns = [c for c in columns if c in top.columns]
     shown, columns = _with_std(top, columns)
     numeric = {c for c in columns if c not in ("id", "formula") and c not in flags}
     table_html = (
@@ -806,7 +806,7 @@ capacity mode {_e(p.capacity_mode)} · element table {_e(table_version or 'packa
 {table_html}
 <p class="small na">Full table: <a href="ranked.csv">ranked.csv</a>. Crowding distance is ∞ at the extremes of a front. {failure_note}</p>
 
-{funnel_section(summary.get("funnel"), ranked, top_k)}
+{funnel_section(summary.get("funnel"), top, top_k)}
 
 <h2 id="models">The models behind the predicted columns</h2>
 {models_section(models, ranked)}
@@ -852,6 +852,18 @@ Materials Project entries and the surrogate's formation enthalpy (mi/properties/
 """
 
 
+def report_columns(columns: Sequence[str], cfg: ScreenConfig) -> list[str]:
+    """Of `columns`, those the report reads on every ranked row (`export_report` with `top`): ids, the
+    objectives with their std, the plotted and flagged properties, the ranking's own columns, in-domain
+    flags and refined values' sources."""
+    objectives = [o.column for o in cfg.ranking.objectives]
+    wanted = {
+        "rank", "id", "formula", "source", "score", "ucb_score", "pareto_rank", "crowding_distance",
+        *objectives, *(f"{c}_std" for c in objectives), *DISTRIBUTION_COLUMNS, *FLAG_COLUMNS, *EXTRA_COLUMNS,
+    }
+    return [c for c in columns if c in wanted or str(c).endswith(("_in_domain", "_source"))]
+
+
 def export_report(
     run_dir: str | Path,
     ranked: pd.DataFrame,
@@ -863,9 +875,14 @@ def export_report(
     counts: Mapping[str, Any],
     failures: Sequence[Failure],
     models: Sequence[Mapping[str, Any]] = (),
+    top: pd.DataFrame | None = None,
 ) -> list[Failure]:
     """Write ``passport/<id>.json`` for the top-k rows and ``report.html``; return new failures (stage
-    ``export``) instead of raising, so a report problem never loses the run's other outputs."""
+    ``export``) instead of raising, so a report problem never loses the run's other outputs.
+
+    `ranked` holds every ranked row, in rank order; with `top` (the first top-k rows with every column)
+    it needs only the columns `report_columns` names, so that a screen of millions need not hold every
+    column of every row while the figures are drawn."""
     from mi.data import load_element_facts
 
     run_dir = Path(run_dir)
@@ -873,14 +890,14 @@ def export_report(
     table = element_table if element_table is not None else load_element_facts()
     run_info = {"experiment": cfg.name, "run_dir": str(run_dir)}
     passports, paths, passport_failures = write_passports(
-        run_dir, ranked, cfg.ranking.top_k, cfg.properties, table, run_info
+        run_dir, ranked if top is None else top, cfg.ranking.top_k, cfg.properties, table, run_info
     )
     new += passport_failures
     files = {cid: path.name for cid, path in zip(passports, paths)}
     try:
         page = render_report(
             ranked, cfg, run_dir=run_dir, notes=notes, summary=summary, counts=counts,
-            failures=[*failures, *new], passports=passports, passport_files=files, models=models,
+            failures=[*failures, *new], passports=passports, passport_files=files, models=models, top=top,
         )
         atomic_write_text(run_dir / REPORT_FILE, page)
     except Exception as exc:  # the ranked table and CIFs are already written; keep them

@@ -45,7 +45,7 @@ import mi
 from mi.candidates.base import Failure
 from mi.errors import MiError
 from mi.files import (
-    atomic_file, atomic_write_csv, atomic_write_json, atomic_write_json_records, atomic_write_text, sha256_file,
+    atomic_file, atomic_write_csv, atomic_write_csv_json, atomic_write_json, atomic_write_text, sha256_file,
 )
 
 MANIFEST_VERSION = 1
@@ -336,10 +336,7 @@ def write_ranked(
     `column_order`. Returns the paths written."""
     run_dir = Path(run_dir)
     order = column_order(ranked, predicted)  # written block by block: no reordered copy of a wide table
-    paths = [atomic_write_csv(run_dir / "ranked.csv", ranked, columns=order)]
-    if write_json:
-        paths.append(atomic_write_json_records(run_dir / "ranked.json", ranked, columns=order))
-    return paths
+    return atomic_write_csv_json(run_dir / "ranked.csv", run_dir / "ranked.json" if write_json else None, ranked, order)
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import importlib
 import pkgutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,12 +32,14 @@ Rows = tuple[list[tuple[str, dict[str, Any], Any]], dict[str, str]]
 @dataclass(frozen=True)
 class FileInput:
     """One candidate file as a reader gets it: `text` is the decoded text (line endings made ``\\n``) when the
-    reader reads text, else None and the reader opens `path` itself."""
+    reader reads text (or its `lines`, for a reader that takes them), else None and the reader opens `path`
+    itself."""
 
     path: Path
     stem: str  # the id of a single-record file
     cfg: CandidatesConfig
     text: str | None = None
+    lines: Iterable[str] | None = None  # for a reader that `reads_lines`: the text's lines, streamed (then text is None)
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,7 @@ class Reader:
     rows: Callable[[Path], Rows] | None = None  # training tables (mi train)
     names: tuple[str, ...] = ()  # file-name prefixes read whatever their suffix (POSCAR, CONTCAR)
     reads_text: bool = True  # records gets the text; False: it reads the path (line by line, or SQLite)
+    reads_lines: bool = False  # records takes the text's lines (`FileInput.lines`) where they can be streamed
     context: str = "cannot be read"  # leads a library error that has no plainer words (`textio.reason`)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterable
 from pathlib import Path
 
 from mi.candidates.formats import FileInput, Reader, Rows
@@ -24,8 +25,8 @@ def _lines(text: str):
         start = end
 
 
-def _iter_csv(text: str, stem: str, formula_column: str, id_column: str):
-    reader = csv.DictReader(_lines(text), strict=True)
+def _iter_csv(lines: Iterable[str], stem: str, formula_column: str, id_column: str):
+    reader = csv.DictReader(lines, strict=True)
     if reader.fieldnames is None or formula_column not in reader.fieldnames:
         raise BadFile(
             f"no {formula_column!r} column (candidates.formula_column); columns are {reader.fieldnames or []}"
@@ -59,7 +60,8 @@ def _iter_csv(text: str, stem: str, formula_column: str, id_column: str):
 
 
 def _records(source: FileInput):
-    return _iter_csv(source.text, source.stem, source.cfg.formula_column, source.cfg.id_column)
+    lines = source.lines if source.lines is not None else _lines(source.text)
+    return _iter_csv(lines, source.stem, source.cfg.formula_column, source.cfg.id_column)
 
 
 def _rows(path: Path) -> Rows:
@@ -73,4 +75,4 @@ def _rows(path: Path) -> Rows:
     return [(ids[i], row, None) for i, row in enumerate(table.to_dict("records"))], {}
 
 
-READER = Reader("csv", (".csv",), records=_records, rows=_rows, context=CONTEXT)
+READER = Reader("csv", (".csv",), records=_records, rows=_rows, context=CONTEXT, reads_lines=True)
