@@ -11,6 +11,7 @@ import itertools
 import logging
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -489,16 +490,24 @@ def _export(run: _Run, ranked: pd.DataFrame, shards: list[Path]) -> tuple[pd.Dat
     return top, ranked[report_columns(ranked.columns, cfg)]
 
 
-def _report(run: _Run, ranked: pd.DataFrame, top: pd.DataFrame, summary: dict) -> None:
+def _start_pareto_figure(run: _Run, ranked: pd.DataFrame, summary: dict) -> Future | None:
+    if not run.cfg.export.report:
+        return None
+    from mi.export.report import start_pareto_figure
+
+    return start_pareto_figure(ranked, run.cfg, summary)
+
+
+def _report(run: _Run, ranked: pd.DataFrame, top: pd.DataFrame, summary: dict, pareto: Future | None) -> None:
     """The report with its passports (`mi.export.report`), from the top-k rows and `ranked`'s columns that
-    it reads."""
+    it reads; `pareto`: its Pareto figure, drawn by a worker since the merge (or None: drawn here)."""
     from mi.export.report import export_report
     from mi.models.screen_models import model_cards
 
     cfg = run.cfg
     run.failures += export_report(
         run.dir, ranked, cfg, element_table=_element_table(cfg), notes=run.notes, summary=summary,
-        counts=run.counts, failures=run.failures, models=model_cards(run.refs), top=top,
+        counts=run.counts, failures=run.failures, models=model_cards(run.refs), top=top, pareto=pareto,
     )
 
 
@@ -564,6 +573,7 @@ def screen(
     )
     ranked, summary, shards = _merge(run, tally)
     ranked, summary = _refine(run, ranked, summary, shards)
+    pareto = _start_pareto_figure(run, ranked, summary)  # drawn while ranked.csv and the rest are written
     top, report_view = _export(run, ranked, shards)
     rows = len(ranked)
     if cfg.refine is None and tally.totals["rows"]:
@@ -572,7 +582,7 @@ def screen(
         ranked = _ranked_again(shards, cfg, tally.totals["after_constraints"])
         _return_freed_memory()
     if report_view is not None:
-        _report(run, report_view, top, summary)
+        _report(run, report_view, top, summary, pareto)
         del report_view
     manifest = _finish(run, rows)
     return ScreenResult(run_dir=run.dir, failures=run.failures, manifest=manifest, top=top,

@@ -214,3 +214,28 @@ def test_passport_file_names_are_safe_and_unique(tmp_path, facts):
     assert failures == [] and [p.name for p in paths] == ["a_b.json", "a_b_2.json"]
     assert set(records) == {"a/b", "a:b"}
     assert Composition(records["a:b"]["identity"]["formula"]) == Composition("Li2O")
+
+
+def test_the_pareto_figure_a_worker_process_draws_is_the_one_drawn_here(cathode_run, monkeypatch):
+    from concurrent.futures import Future
+
+    from mi.export import report
+
+    _, out = cathode_run
+    ranked = pd.read_csv(out / "ranked.csv")
+    cfg = load_config(CATHODE, ["execution.workers=2"])
+    monkeypatch.setattr(report, "BACKGROUND_MIN_ROWS", 1)  # the preset's 10 rows would be drawn here
+    pending = report.start_pareto_figure(ranked, cfg, {})
+    here = report.pareto_figure(ranked, report.plotted_objectives(cfg, {}), cfg.ranking.top_k)
+    there = pending.result(timeout=300)
+    assert there[0] == here[0] and there[1] == here[1]  # the same PNG, the same caption
+    pd.testing.assert_frame_equal(there[2], here[2][list(there[2].columns)])  # the legend's rows
+    assert "pareto_rank" in there[2].columns and "id" in there[2].columns
+    # one core, or no report: nothing is started
+    assert report.start_pareto_figure(ranked, load_config(CATHODE, ["execution.workers=1"]), {}) is None
+    assert report.start_pareto_figure(ranked, load_config(CATHODE, ["execution.workers=2", "export.report=false"]), {}) is None
+    # a worker that died costs the time, not the figure
+    lost = Future()
+    lost.set_exception(RuntimeError("worker killed"))
+    assert report._drawn(lost, lambda: "drawn here") == "drawn here"
+    assert report._drawn(None, lambda: "drawn here") == "drawn here"

@@ -16,6 +16,7 @@ import io
 import logging
 import math
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -689,10 +690,10 @@ def render_report(
     passport_files: Mapping[str, str],
     models: Sequence[Mapping[str, Any]] = (),
     top: pd.DataFrame | None = None,
+    pareto: Future | None = None,
 ) -> str:
-    """The page as a string (`export_report` writes it; `ranked` and `top` as there)."""
-    used = summary.get("objectives")
-    objectives = [(o.column, o.direction) for o in cfg.ranking.objectives if used is None or o.column in used]
+    """The page as a string (`export_report` writes it; `ranked`, `top` and `pareto` as there)."""
+    objectives = plotted_objectives(cfg, summary)
     top_k = cfg.ranking.top_k
     top = (ranked if top is None else top).head(top_k)
     n_removed = sum(int(v) for v in summary.get("removed", {}).values())
@@ -725,7 +726,7 @@ def render_report(
         for c in cfg.ranking.constraints
     ) or "<li>none</li>"
 
-    pareto = pareto_figure(ranked, objectives, top_k)
+    pareto = _drawn(pareto, lambda: pareto_figure(ranked, objectives, top_k))
     if pareto:
         legend_columns = [c for c in ("rank", "id", "formula", "pareto_rank") if c in ranked.columns]
         legend, legend_names = _with_std(pareto[2], [*legend_columns, *(c for c, _ in objectives)])
@@ -852,6 +853,54 @@ Materials Project entries and the surrogate's formation enthalpy (mi/properties/
 """
 
 
+def plotted_objectives(cfg: ScreenConfig, summary: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(column, direction) of the objectives the ranking used (`summary["objectives"]`), as the figures plot them."""
+    used = summary.get("objectives")
+    return [(o.column, o.direction) for o in cfg.ranking.objectives if used is None or o.column in used]
+
+
+# Fewer ranked rows than this: the Pareto figure is drawn in the screen's own process (a worker process
+# takes longer to start than such a figure takes to draw).
+BACKGROUND_MIN_ROWS = 5000
+
+
+def start_pareto_figure(ranked: pd.DataFrame, cfg: ScreenConfig, summary: Mapping[str, Any]) -> Future | None:
+    """`pareto_figure` of `ranked`, drawn by a worker process while this one writes ranked.csv, the
+    passports and the other figures (the Pareto figure is the report's largest single step: 1.5 s at
+    6,000 rows), for `render_report`'s ``pareto``. None where that does not pay: no report, one core, or
+    fewer than `BACKGROUND_MIN_ROWS` rows. The worker gets only the columns the figure and its legend read."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from mi.features.engine import resolve_workers
+
+    if not cfg.export.report or len(ranked) < BACKGROUND_MIN_ROWS or resolve_workers(cfg.execution.workers) < 2:
+        return None
+    objectives = plotted_objectives(cfg, summary)
+    read = {"rank", "id", "formula", "pareto_rank", *(c for c, _ in objectives), *(f"{c}_std" for c, _ in objectives)}
+    view = ranked[[c for c in ranked.columns if c in read or str(c).endswith("_in_domain")]]
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context(method))
+    try:
+        return pool.submit(pareto_figure, view, objectives, cfg.ranking.top_k)
+    finally:
+        pool.shutdown(wait=False)  # the submitted figure still runs; the worker exits after it
+
+
+_NOT_DRAWN = object()
+
+
+def _drawn(pending: Future | None, draw):
+    """The figure a worker drew (`pending`), else `draw()` here: also where the worker failed."""
+    result = _NOT_DRAWN
+    if pending is not None:
+        try:
+            result = pending.result()
+        except Exception as exc:  # noqa: BLE001 - a lost worker costs the time, not the figure
+            log.warning("the figure's worker process failed (%s); drawing it here", exc)
+    return draw() if result is _NOT_DRAWN else result
+
+
 def report_columns(columns: Sequence[str], cfg: ScreenConfig) -> list[str]:
     """Of `columns`, those the report reads on every ranked row (`export_report` with `top`): ids, the
     objectives with their std, the plotted and flagged properties, the ranking's own columns, in-domain
@@ -876,13 +925,15 @@ def export_report(
     failures: Sequence[Failure],
     models: Sequence[Mapping[str, Any]] = (),
     top: pd.DataFrame | None = None,
+    pareto: Future | None = None,
 ) -> list[Failure]:
     """Write ``passport/<id>.json`` for the top-k rows and ``report.html``; return new failures (stage
     ``export``) instead of raising, so a report problem never loses the run's other outputs.
 
     `ranked` holds every ranked row, in rank order; with `top` (the first top-k rows with every column)
     it needs only the columns `report_columns` names, so that a screen of millions need not hold every
-    column of every row while the figures are drawn."""
+    column of every row while the figures are drawn. `pareto`: the Pareto figure a worker is drawing
+    (`start_pareto_figure`), else it is drawn here."""
     from mi.data import load_element_facts
 
     run_dir = Path(run_dir)
@@ -898,6 +949,7 @@ def export_report(
         page = render_report(
             ranked, cfg, run_dir=run_dir, notes=notes, summary=summary, counts=counts,
             failures=[*failures, *new], passports=passports, passport_files=files, models=models, top=top,
+            pareto=pareto,
         )
         atomic_write_text(run_dir / REPORT_FILE, page)
     except Exception as exc:  # the ranked table and CIFs are already written; keep them
