@@ -231,7 +231,10 @@ def test_the_pareto_figure_a_worker_process_draws_is_the_one_drawn_here(cathode_
     assert there[0] == here[0] and there[1] == here[1]  # the same PNG, the same caption
     pd.testing.assert_frame_equal(there[2], here[2][list(there[2].columns)])  # the legend's rows
     assert "pareto_rank" in there[2].columns and "id" in there[2].columns
-    # one core, or no report: nothing is started
+    # one core, no report, or a table whose copy would raise the merge's peak: nothing is started
+    monkeypatch.setattr(report, "BACKGROUND_MAX_ROWS", len(ranked) - 1)
+    assert report.start_pareto_figure(ranked, cfg, {}) is None
+    monkeypatch.setattr(report, "BACKGROUND_MAX_ROWS", len(ranked))
     assert report.start_pareto_figure(ranked, load_config(CATHODE, ["execution.workers=1"]), {}) is None
     assert report.start_pareto_figure(ranked, load_config(CATHODE, ["execution.workers=2", "export.report=false"]), {}) is None
     # a worker that died costs the time, not the figure

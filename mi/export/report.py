@@ -860,21 +860,27 @@ def plotted_objectives(cfg: ScreenConfig, summary: Mapping[str, Any]) -> list[tu
 
 
 # Fewer ranked rows than this: the Pareto figure is drawn in the screen's own process (a worker process
-# takes longer to start than such a figure takes to draw).
+# takes longer to start than such a figure takes to draw). More than BACKGROUND_MAX_ROWS: drawn here too,
+# after the table is released: the copy handed to the worker would come on top of the merge's peak
+# (24 MiB at a million candidates, 57,000 ranked rows, for one second of wall time).
 BACKGROUND_MIN_ROWS = 5000
+BACKGROUND_MAX_ROWS = 20000
 
 
 def start_pareto_figure(ranked: pd.DataFrame, cfg: ScreenConfig, summary: Mapping[str, Any]) -> Future | None:
     """`pareto_figure` of `ranked`, drawn by a worker process while this one writes ranked.csv, the
     passports and the other figures (the Pareto figure is the report's largest single step: 1.5 s at
     6,000 rows), for `render_report`'s ``pareto``. None where that does not pay: no report, one core, or
-    fewer than `BACKGROUND_MIN_ROWS` rows. The worker gets only the columns the figure and its legend read."""
+    fewer than `BACKGROUND_MIN_ROWS` or more than `BACKGROUND_MAX_ROWS` rows. The worker gets only the columns
+    the figure and its legend read."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     from mi.features.engine import resolve_workers
 
-    if not cfg.export.report or len(ranked) < BACKGROUND_MIN_ROWS or resolve_workers(cfg.execution.workers) < 2:
+    if not cfg.export.report or not BACKGROUND_MIN_ROWS <= len(ranked) <= BACKGROUND_MAX_ROWS:
+        return None
+    if resolve_workers(cfg.execution.workers) < 2:
         return None
     objectives = plotted_objectives(cfg, summary)
     read = {"rank", "id", "formula", "pareto_rank", *(c for c, _ in objectives), *(f"{c}_std" for c, _ in objectives)}
