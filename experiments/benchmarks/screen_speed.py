@@ -22,7 +22,39 @@ Needs ../shared/datasets/mp_composition (the formulas) and matminer and scikit-l
 "peak MiB" is the peak resident set (VmHWM, polled from /proc) of the ``mi screen`` process, "worker" the
 largest of its pool workers' (and the forkserver's).
 
-Latest run (2026-12-05 09:27-09:33 UTC, 2 cores, OMP_NUM_THREADS=1, load average 1.8-2.5), ``--presets cathode
+Latest run (2026-12-05 11:22-11:27 UTC, 2 cores, OMP_NUM_THREADS=1, load average 2.2 at the start (the
+previous benchmark) and 1.2 at the end; the machine otherwise idle), the default command, after the properties
+went onto the chunk's composition matrix (capacities, demand and the CRMA text from one formula matrix, no
+new Composition per row), the merge ranked a narrow table and placed each shard's rows at their ranks,
+ranked.csv/json were written in one pass, the table was released before the report, the Pareto figure was
+drawn by a worker process while the rest was written, and builtin:voltage ran only on the rows with a
+working ion it can extract:
+
+    preset             input                      rows   wall s    CPU s   rows/s rows/CPU-s peak MiB worker  CPU shares (in-process, workers 1)
+    cathode            MP formulas              100000     17.1     27.7     5839       3616      323    660  features 7%, models 17%, properties 4%, derived 4%, constraints 1%, rest of chunk 6%, outside chunks 60%
+    cathode            generated structures      10000     38.2     52.0      262        192     1063    199  features 55%, models 3%, properties 2%, derived 0%, constraints 0%, rest of chunk 6%, outside chunks 34%
+    solid_electrolyte  MP formulas              100000     46.1     83.9     2169       1192      329    816  features 2%, models 37%, properties 2%, derived 37%, constraints 0%, rest of chunk 3%, outside chunks 18%
+    solid_electrolyte  generated structures      10000     39.3     50.9      254        196     1041    199  features 50%, models 7%, properties 2%, derived 7%, constraints 0%, rest of chunk 1%, outside chunks 33%
+    baseline (by hand) MP formulas                2000     15.7     15.7      127        127           oxi_state_guesses capped at 1 s: 9 formulas
+    ratio cathode / baseline, rows per CPU second: 28.4x; rows per wall second: 45.9x
+    ratio solid_electrolyte / baseline, rows per CPU second: 9.4x; rows per wall second: 17.1x
+
+Cathode over 100,000 formulas, ``--presets cathode --structures 0 --baseline-rows 0 --stage-rows 0``, the same
+tree, 11:14-11:22 (load 0.8-2.4): 17.0, 19.6 and 15.5 s wall (5,881, 5,098 and 6,468 rows/s; 25.0-31.8 CPU-s),
+peak 321-324 MiB; ``--rows 1000000``: 117.5 s wall, 215.5 CPU-s (8,514 rows/s), peak 376 MiB, workers 773 MiB:
+1.16x the 100,000 run (with the Pareto figure handed to a worker at that size too: 404 MiB, hence
+``BACKGROUND_MAX_ROWS``). The screen's own process, 100,000 formulas (load 0.6): start 0.7 s, chunks 14.1 s
+(4.9 CPU-s of it reading: CSV, formulas, composition hashes), merge 0.6, ranked.csv/json and the rest 0.9,
+report 1.9 (was 2.4 with the Pareto figure drawn here), total 18.3 s. Worker CPU per 20,000 formulas
+(in-process, load 2.8-4): 4.7 -> 3.0 CPU-s (properties 1.2 -> 0.4, features 0.95 -> 0.55, demand 0.24 ->
+0.03, CRMA text 0.38 -> 0.27). ranked.csv, ranked.json, removed.csv and failures.csv byte-identical to
+fd26989 on the demo, cathode and solid-electrolyte presets, 10,000 MP formulas, chunks of 3,000 (plain, with
+``out_of_domain: drop``, and streamed), 300 generated structures and a resumed run, with the same checkpoints;
+and the cathode (with the previous builtin:voltage) and solid-electrolyte presets on 10,000 formulas after the
+models' change too. builtin:voltage itself changed after those comparisons (issue 18), so the cathode's
+voltages and energy figures are the new model's.
+
+The round before (2026-12-05 09:27-09:33 UTC, 2 cores, OMP_NUM_THREADS=1, load average 1.8-2.5), ``--presets cathode
 --structures 0 --stage-rows 0 --baseline-rows 0``, after the chunks' notes were merged into one note per kind
 (counts added up: 30 notes and a 15 kB manifest for 10,000 formulas, were 1,400 and 157 kB), the screen's own
 process stopped loading the models when worker processes predict (cards only, no torch), the CSV reader
