@@ -340,7 +340,8 @@ def load_checkpoint(path_or_name: str | Path, expected_sha256: str | None = None
         try:
             baseline_model = baseline_energy_model(spec.baseline["energy_model"], spec.baseline.get("energy_sha256"))
         except CheckpointError as exc:
-            raise CheckpointError(f"{label}: its {spec.baseline['kind']} baseline reads {exc}") from None
+            raise CheckpointError(f"{label}: its {spec.baseline['kind']} baseline reads {exc}; the correction was "
+                                  "learned on that model's energies: retrain this one too") from None
     return Surrogate(module, spec, domain, baseline_model)
 
 
