@@ -211,6 +211,21 @@ def test_the_lock_is_one_holders_and_release_removes_only_its_own(tmp_path):
     assert not (tmp_path / "run.lock").exists()  # released on the way out
 
 
+def test_another_screens_lock_draft_does_not_make_the_folder_foreign(tmp_path):
+    """Two screens started together: the loser's draft lock file (``.run.lock.<random>``, there for an instant)
+    must not make the winner refuse the folder as 'not empty and not an mi run directory'."""
+    from mi.errors import MiError
+    from mi.export.rundir import prepare_out_dir
+
+    (tmp_path / ".run.lock.k3j9x2").write_text("{}")  # a draft, as tempfile.mkstemp names it
+    (tmp_path / ".run.lock.stale.0123abcd").write_text("{}")  # a stale lock being moved aside
+    (tmp_path / "run.lock").write_text("{}")
+    assert prepare_out_dir(tmp_path) == tmp_path
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(MiError, match="not an mi run directory"):
+        prepare_out_dir(tmp_path)
+
+
 def test_removed_csv_streams_the_shard_records_in_order(tmp_path):
     from mi.export.rundir import write_removed
 

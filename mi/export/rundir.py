@@ -120,7 +120,7 @@ def prepare_out_dir(path: str | Path, *, overwrite: bool = False, resume: bool =
         raise MiError(f"{path}: exists and is not a folder")
     if overwrite and resume:
         raise MiError("--overwrite and --resume exclude each other: replace the run in the folder, or continue it")
-    if path.is_dir() and any(p.name != LOCK_FILE for p in path.iterdir()):
+    if path.is_dir() and any(not _lock_file(p.name) for p in path.iterdir()):
         if not looks_like_run_dir(path):
             raise MiError(
                 f"{path}: folder is not empty and is not an mi run directory (no manifest.json); "
@@ -183,6 +183,12 @@ class RunLock:
                 self.path.unlink()
         except (OSError, ValueError, AttributeError):
             pass
+
+
+def _lock_file(name: str) -> bool:
+    """The lock, or a file another screen's `acquire_run_lock` holds for an instant (its draft, or a stale
+    lock moved aside): neither makes a folder a non-empty one."""
+    return name == LOCK_FILE or name.startswith(f".{LOCK_FILE}.")
 
 
 def _place_lock(path: Path, info: dict) -> bool:
