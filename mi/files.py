@@ -181,6 +181,13 @@ def _json_cells(column: pd.Series) -> list[str]:
     return [_json_cell(v) for v in values]
 
 
+def _json_block(keys: list[str], cells: list[list[str]], first: bool) -> str:
+    """One block of records as `atomic_write_json` indents them (the list's brackets aside): `cells` per
+    column, `keys` each column's ``    "name": `` prefix."""
+    rows = map(",\n".join, zip(*(list(map(k.__add__, c)) for k, c in zip(keys, cells))))
+    return ("\n  {\n" if first else ",\n  {\n") + "\n  },\n  {\n".join(rows) + "\n  }"
+
+
 def atomic_write_json_records(
     path: str | Path, frame: pd.DataFrame, columns: list | None = None, block: int = 2048
 ) -> Path:
@@ -199,9 +206,7 @@ def atomic_write_json_records(
                 for start in range(0, len(frame), block):
                     part = frame.iloc[start : start + block]
                     part = part if columns is None else part[selected]
-                    cells = [list(map(k.__add__, _json_cells(part.iloc[:, c]))) for c, k in enumerate(keys)]
-                    rows = map(",\n".join, zip(*cells))
-                    handle.write(("\n  {\n" if start == 0 else ",\n  {\n") + "\n  },\n  {\n".join(rows) + "\n  }")
+                    handle.write(_json_block(keys, [_json_cells(part.iloc[:, c]) for c in range(len(keys))], start == 0))
                 handle.write("\n]\n")
             return Path(path)
         except _NotScalar:
@@ -291,8 +296,7 @@ def atomic_write_csv_json(
                 ]
                 writer.writerows(zip(*(c for c, _ in cells)))
                 if json_file is not None:
-                    rows = map(",\n".join, zip(*(list(map(k.__add__, j)) for k, (_, j) in zip(keys, cells))))
-                    json_file.write(("\n  {\n" if start == 0 else ",\n  {\n") + "\n  },\n  {\n".join(rows) + "\n  }")
+                    json_file.write(_json_block(keys, [j for _, j in cells], start == 0))
             if json_file is not None:
                 json_file.write("\n]\n")
     except (_Unsupported, _NotScalar):

@@ -490,14 +490,6 @@ def _export(run: _Run, ranked: pd.DataFrame, shards: list[Path]) -> tuple[pd.Dat
     return top, ranked[report_columns(ranked.columns, cfg)]
 
 
-def _start_pareto_figure(run: _Run, ranked: pd.DataFrame, summary: dict) -> Future | None:
-    if not run.cfg.export.report:
-        return None
-    from mi.export.report import start_pareto_figure
-
-    return start_pareto_figure(ranked, run.cfg, summary)
-
-
 def _report(run: _Run, ranked: pd.DataFrame, top: pd.DataFrame, summary: dict, pareto: Future | None) -> None:
     """The report with its passports (`mi.export.report`), from the top-k rows and `ranked`'s columns that
     it reads; `pareto`: its Pareto figure, drawn by a worker since the merge (or None: drawn here)."""
@@ -573,7 +565,9 @@ def screen(
     )
     ranked, summary, shards = _merge(run, tally)
     ranked, summary = _refine(run, ranked, summary, shards)
-    pareto = _start_pareto_figure(run, ranked, summary)  # drawn while ranked.csv and the rest are written
+    from mi.export.report import start_pareto_figure
+
+    pareto = start_pareto_figure(ranked, run.cfg, summary)  # drawn while ranked.csv and the rest are written
     top, report_view = _export(run, ranked, shards)
     rows = len(ranked)
     if cfg.refine is None and tally.totals["rows"]:

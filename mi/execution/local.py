@@ -7,7 +7,6 @@ number of candidates; results come back in completion order and are written as s
 from __future__ import annotations
 
 import itertools
-import multiprocessing
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 
@@ -15,7 +14,7 @@ from mi.candidates.base import Candidate
 from mi.config import ScreenConfig
 from mi.errors import CheckpointError, ConfigError
 from mi.execution.chunk import ChunkResult, failed_chunk, run_chunk
-from mi.features.engine import FORKSERVER_PRELOAD, resolve_workers
+from mi.features.engine import FORKSERVER_PRELOAD, pool_context, resolve_workers
 
 CHUNK_PRELOAD = (
     "mi.execution.chunk", "mi.features.sets", "mi.properties.compute", "mi.models.screen_models",
@@ -77,12 +76,8 @@ def run_local(
 
 
 def _worker_context():
-    """forkserver where there is one (else spawn), importing once what every chunk worker imports."""
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([*FORKSERVER_PRELOAD, *CHUNK_PRELOAD])
-    return context
+    """`pool_context` importing once what every chunk worker imports."""
+    return pool_context([*FORKSERVER_PRELOAD, *CHUNK_PRELOAD])
 
 
 def in_workers(cfg: ScreenConfig, several_chunks: bool) -> bool:

@@ -873,10 +873,9 @@ def start_pareto_figure(ranked: pd.DataFrame, cfg: ScreenConfig, summary: Mappin
     6,000 rows), for `render_report`'s ``pareto``. None where that does not pay: no report, one core, or
     fewer than `BACKGROUND_MIN_ROWS` or more than `BACKGROUND_MAX_ROWS` rows. The worker gets only the columns
     the figure and its legend read."""
-    import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    from mi.features.engine import resolve_workers
+    from mi.features.engine import pool_context, resolve_workers
 
     if not cfg.export.report or not BACKGROUND_MIN_ROWS <= len(ranked) <= BACKGROUND_MAX_ROWS:
         return None
@@ -885,8 +884,7 @@ def start_pareto_figure(ranked: pd.DataFrame, cfg: ScreenConfig, summary: Mappin
     objectives = plotted_objectives(cfg, summary)
     read = {"rank", "id", "formula", "pareto_rank", *(c for c, _ in objectives), *(f"{c}_std" for c, _ in objectives)}
     view = ranked[[c for c in ranked.columns if c in read or str(c).endswith("_in_domain")]]
-    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context(method))
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=pool_context(()))  # the chunks' server, if it runs
     try:
         return pool.submit(pareto_figure, view, objectives, cfg.ranking.top_k)
     finally:

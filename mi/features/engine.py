@@ -209,16 +209,17 @@ def _worker_main(conn) -> None:
 FORKSERVER_PRELOAD = ("mi.features.engine", "pymatgen.core.bond_valence", "pymatgen.symmetry.analyzer")
 
 
-def _pool_context():
+def pool_context(preload: Sequence[str] = FORKSERVER_PRELOAD):
     """forkserver where there is one, else spawn; never a plain fork of this process.
 
     A fork of the parent could copy torch's threads mid-lock and deadlock. A forkserver is a fresh, single-
-    threaded process that imports mi.features once; each worker (and each replacement for a killed one) is
-    then forked from it in milliseconds instead of importing pymatgen anew.
+    threaded process that imports `preload` once, when it starts (mi.features by default); each worker (and
+    each replacement for a killed one) is then forked from it in milliseconds instead of importing pymatgen
+    anew. One server serves the whole process: a later `preload` changes nothing once it runs.
     """
     if "forkserver" in multiprocessing.get_all_start_methods():
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(list(FORKSERVER_PRELOAD))
+        context.set_forkserver_preload(list(preload))
         return context
     return multiprocessing.get_context("spawn")
 
@@ -268,7 +269,7 @@ def _run_pool(
     `on_result(job, outcome, timed_out)` gets a dict of rows/reasons per set, or one reason for every set
     (time-out, dead worker).
     """
-    context = _pool_context()
+    context = pool_context()
     order = list(jobs)
     pending = deque(order[k : k + chunk_size] for k in range(0, len(order), chunk_size))
     workers = [_Worker(context) for _ in range(min(n_workers, len(pending)))]

@@ -368,14 +368,3 @@ VECTORISED: dict[str, Callable] = {
     "recycled_content_2031_kg_per_kg": lambda m, ctx: recycled_content(m),
 }
 
-
-def missing_facts(m: ElementMatrix, table, column: str) -> dict[int, list[str]]:
-    """`supply.missing_facts` of the rows that lack a fact (row -> sorted symbols), from the masks; a row
-    not in it lacks none."""
-    missing = np.array([*(supply._is_missing(supply.fact(table, e, column)) for e in m.elements), False])
-    rows, slots = np.nonzero(missing[m.sorted_index])  # row by row, slots in symbol order
-    names = np.array([*m.elements, ""], dtype=object)[m.sorted_index[rows, slots]]
-    out: dict[int, list[str]] = {}
-    for r, name in zip(rows.tolist(), names.tolist()):
-        out.setdefault(r, []).append(name)
-    return out
