@@ -98,10 +98,31 @@ def test_nmc811_demand_by_hand(table):
 
 
 def test_an_element_the_candidate_lacks_needs_zero_tonnes(table):
-    out, _ = derive_properties(frame({"lco": "LiCoO2"}, {"lco": 3.9}), DEMAND, table)
-    # Ni has a production figure, so its column exists in every chunk; LiCoO2 needs none of it: 0, not unknown
-    assert out.loc[0, "demand_Ni_t_per_year"] == 0.0
-    assert "demand_Fe_t_per_year" not in out.columns  # no production figure and in no candidate
+    out, _ = derive_properties(frame({"lco": "LiCoO2", "lfp": "LiFePO4"}, {"lco": 3.9, "lfp": 3.4}), DEMAND, table)
+    # LiCoO2 needs no iron: 0, not unknown; an element no candidate holds has no column
+    assert out.loc[0, "demand_Fe_t_per_year"] == 0.0 and out.loc[1, "demand_Co_t_per_year"] == 0.0
+    assert "demand_Ni_t_per_year" not in out.columns
+
+
+def test_merged_chunks_have_the_demand_columns_of_one_table(table):
+    """Chunks write tonnes only for their own elements; the merge's completion makes their concatenation
+    the whole table's (values, zeros, column order), and drops a column only a removed row needed."""
+    from mi.execution.merge import concat_rows
+
+    formulas = {"lco": "LiCoO2", "lfp": "LiFePO4", "lmo": "LiMn2O4", "nmc": "LiNi0.8Mn0.1Co0.1O2", "nv": "LiNaO"}
+    voltages = {"lco": 3.9, "lfp": 3.4, "lmo": 4.0, "nmc": 3.8}  # LiNaO: no voltage, no energy
+    data = frame(formulas, voltages)
+    whole = demand.complete_merged(derive_properties(data, DEMAND, table)[0])  # one chunk: already complete but Na
+    chunks = [derive_properties(data.iloc[rows].reset_index(drop=True), DEMAND, table)[0] for rows in ([4, 1], [2], [0, 3])]
+    merged = demand.complete_merged(concat_rows(chunks)).set_index("id").loc[whole["id"]].reset_index()
+    assert list(merged.columns) == list(whole.columns)
+    pd.testing.assert_frame_equal(merged, whole, check_dtype=False)
+    assert merged.loc[1, "demand_Co_t_per_year"] == 0.0 and merged.loc[0, "demand_Fe_t_per_year"] == 0.0
+    assert math.isnan(merged.loc[4, "demand_Co_t_per_year"])  # no energy: unknown, not 0
+    # a constraint removes LiMn2O4 in its chunk: Mn is needed by NMC811 still; remove both and Mn goes
+    kept = concat_rows([c[~c["id"].isin(["lmo", "nmc"])] for c in chunks])
+    assert "demand_Mn_t_per_year" in kept.columns and "demand_Mn_t_per_year" not in demand.complete_merged(kept).columns
+    assert "demand_Na_t_per_year" not in demand.complete_merged(kept).columns  # only LiNaO holds Na: no energy
 
 
 def test_kg_per_kwh_and_the_scenario(table):

@@ -235,6 +235,23 @@ def test_a_screen_in_chunks_has_the_notes_of_one_chunk(tmp_path):
         pd.testing.assert_frame_equal(run.top, run.ranked.head(len(run.top)))
 
 
+def test_the_cathode_screen_has_the_same_demand_columns_in_chunks_of_any_size(tmp_path):
+    """A chunk writes tonnes a year only for its own elements (and for those of rows its constraints then
+    remove): merged, chunks of 2 give the columns, zeros and values of one chunk."""
+    runs = [
+        screen(load_config(ROOT / "configs" / "cathode.yaml", [
+            f"candidates.sources=[{ROOT / 'datasets' / 'demo' / 'formulas.csv'}]", f"execution.chunk_size={size}",
+            "execution.workers=1", "export.report=false", f"features.cache_dir={tmp_path / 'cache'}"]),
+            out=tmp_path / f"chunks{size}", progress=False)
+        for size in (2, 1000)
+    ]
+    tables = [pd.read_csv(run.run_dir / "ranked.csv") for run in runs]
+    demand = [c for c in tables[1].columns if c.startswith("demand_")]
+    assert list(tables[0].columns) == list(tables[1].columns) and len(demand) >= 5
+    pd.testing.assert_frame_equal(tables[0][["id", *demand]], tables[1][["id", *demand]], rtol=1e-5)
+    assert (tables[1][demand] == 0.0).any().any()  # rows lacking an element: 0 t, not empty
+
+
 def test_a_column_only_a_later_shard_has_goes_where_one_table_puts_it():
     from mi.execution.merge import union_columns
 

@@ -36,6 +36,7 @@ import pandas as pd
 
 from mi.config import RankingConfig
 from mi.execution.chunk import STRUCTURE_COLUMN
+from mi.properties import demand
 from mi.ranking import apply_constraints, rank, usable_objectives
 from mi.ranking.domain import flag_columns
 from mi.ranking.pareto import crowding_distance, pareto_front, pareto_ranks
@@ -383,8 +384,10 @@ def merge_shards(
     files = list(files)
     if rows <= max_rows_in_memory or not files:
         ranked, summary = _merge_in_memory(files, cfg)
-        return ranked, {**summary, "streamed": False}
-    return _merge_streaming(files, cfg, union_columns(shard_columns(path) for path in files))
+        summary = {**summary, "streamed": False}
+    else:
+        ranked, summary = _merge_streaming(files, cfg, union_columns(shard_columns(path) for path in files))
+    return demand.complete_merged(ranked), summary
 
 
 def structures_of(files: Sequence[Path], ids: set[str]) -> dict:

@@ -12,8 +12,8 @@ group: capacity x voltage) and the mass fractions w_e of its elements:
   share is NaN, never 0, and the run's notes name it.
 
 Columns (the 'demand' group, after the surrogate): ``demand_<El>_t_per_year`` for the elements present in
-the table's candidates and for every element with a production figure (so those columns exist in every
-chunk of a screen; 0 for a candidate without the element), ``max_supply_share`` and ``limiting_element``
+the table's candidates (0 for a candidate without the element; a screen's merged table has them for the
+elements its ranked candidates need, whatever the chunking: `complete_merged`), ``max_supply_share`` and ``limiting_element``
 over the candidate's elements with a known production figure, and ``max_supply_share_std`` (first order
 from the voltage's std: E_std / E). Without a specific energy (no voltage) the row's figures are NaN and a
 note says so.
@@ -26,6 +26,7 @@ these tonnes are a lower bound on what a chemistry at that scale would need.
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -49,6 +50,44 @@ PRODUCTION = "world_mine_production_t"
 def column(element: str) -> str:
     """The tonnes-a-year column of `element`."""
     return f"demand_{element}_t_per_year"
+
+
+_COLUMN = re.compile(r"demand_([A-Z][a-z]?)_t_per_year")
+
+
+def _by_z(element: str) -> tuple[int, str]:
+    """The order of the tonnes-a-year columns: by atomic number."""
+    return (Element(element).Z if Element.is_valid_symbol(element) else 999, element)
+
+
+def complete_merged(table: pd.DataFrame) -> pd.DataFrame:
+    """The tonnes-a-year columns of a table merged from a screen's chunks, the same whatever the chunking.
+
+    A chunk writes ``demand_<El>_t_per_year`` only for the elements its own rows hold, so after the merge a
+    row from a chunk without El is empty there, and a column can exist only because some chunk held a row a
+    constraint then removed. Here a row with a specific energy and no value gets 0 (it lacks the element:
+    a row holding it got its tonnes in its chunk), and a column stays only where some row needs the element
+    (a positive value), in order of atomic number as one chunk writes them (the merge's order of columns
+    follows each chunk's, and two chunks may share no element to place theirs by). Changes `table` in place
+    (no copy of the other columns) and returns it."""
+    if "specific_energy_Wh_kg" not in table.columns:
+        return table
+    with_energy = _column(table, "specific_energy_Wh_kg") > 0
+    names = [c for c in table.columns if _COLUMN.fullmatch(str(c))]
+    for name in names:
+        values = pd.to_numeric(table[name], errors="coerce").to_numpy(dtype=float)
+        if not (values > 0).any():
+            del table[name]
+        elif (missing := np.isnan(values) & with_energy).any():
+            table[name] = np.where(missing, 0.0, values)
+    names = [c for c in names if c in table.columns]
+    ordered = sorted(names, key=lambda c: _by_z(_COLUMN.fullmatch(c).group(1)))
+    if names != ordered:  # the block moves as a whole, to where its first column was
+        at = table.columns.get_loc(names[0])
+        block = {c: table.pop(c) for c in names}
+        for k, name in enumerate(ordered):
+            table.insert(at + k, name, block[name])
+    return table
 
 
 def kg_per_kwh(composition: Composition, specific_energy_Wh_kg: float) -> dict[str, float]:
@@ -140,8 +179,7 @@ def demand(table: pd.DataFrame, cfg: PropertiesConfig, element_table: pd.DataFra
     # the matrix cannot describe goes through `supply.mass_fractions`, which says what is wrong)
     odd = {r: supply.mass_fractions(distinct.composition(r)) for r in np.flatnonzero(~m.ok).tolist()}
     present = set(m.elements) | {e for w in odd.values() for e in w}
-    produced = {e for e in element_table.index if not math.isnan(production_t(element_table, e))}
-    elements = sorted(present | produced, key=lambda e: (Element(e).Z if Element.is_valid_symbol(e) else 999, e))
+    elements = sorted(present, key=_by_z)
     pad = len(elements)
     where = {e: j for j, e in enumerate(elements)}
     slot = np.array([*(where[e] for e in m.elements), pad])[m.index]  # distinct formulas x slots -> element column
@@ -156,7 +194,7 @@ def demand(table: pd.DataFrame, cfg: PropertiesConfig, element_table: pd.DataFra
         slot, weight = np.full((len(slot), 1), pad), np.zeros((len(slot), 1))
     fractions = np.zeros((len(m.ok), pad + 1))
     np.put_along_axis(fractions, slot, weight, axis=1)  # the padding column collects zeros
-    production = np.array([*(production_t(element_table, e) if e in present else math.nan for e in elements), np.nan])
+    production = np.array([*(production_t(element_table, e) for e in elements), np.nan])
 
     factor = scenario.twh_per_year * KWH_PER_TWH * scenario.share / KG_PER_TONNE
     with_energy = energy > 0
