@@ -252,6 +252,55 @@ def test_the_cathode_screen_has_the_same_demand_columns_in_chunks_of_any_size(tm
     assert (tables[1][demand] == 0.0).any().any()  # rows lacking an element: 0 t, not empty
 
 
+def _cathode_on_demo_formulas(tmp_path: Path, name: str, *overrides: str):
+    cfg = load_config(ROOT / "configs" / "cathode.yaml", [
+        f"candidates.sources=[{ROOT / 'datasets' / 'demo' / 'formulas.csv'}]", "execution.workers=1",
+        "export.report=false", f"features.cache_dir={tmp_path / 'cache'}", *overrides])
+    return screen(cfg, out=tmp_path / name, progress=False)
+
+
+def test_rows_the_leading_exact_constraints_remove_never_reach_the_models(tmp_path, monkeypatch):
+    """The cathode preset's first constraint (capacity, an exact column) removes rows before the models
+    run; a constraint on an exact column after one on a predicted column waits, so that every removed row
+    is still removed by the first constraint it fails."""
+    from mi.models.screen_models import ScreenModels
+
+    predict, seen = ScreenModels.predict, []
+
+    def counting(self, features, candidates, *args, **kwargs):
+        seen.extend(c.id for c in candidates)
+        return predict(self, features, candidates, *args, **kwargs)
+
+    monkeypatch.setattr(ScreenModels, "predict", counting)
+    run = _cathode_on_demo_formulas(tmp_path, "capacity_first")
+    removed = pd.read_csv(run.run_dir / "removed.csv")
+    ranked = pd.read_csv(run.run_dir / "ranked.csv")
+    by_capacity = set(removed.loc[removed["constraint"] == "capacity_mAh_g >= 100", "id"])
+    assert by_capacity and not by_capacity & set(seen)
+    assert set(seen) == set(ranked["id"]) | (set(removed["id"]) - by_capacity)
+
+    seen.clear()  # the model's constraint first: every row is predicted, and removals keep their order
+    run = _cathode_on_demo_formulas(tmp_path, "model_first", "ranking.constraints=["
+                                    "{column: e_hull_eV_atom, max: 0.0, probability: 0.9}, {column: capacity_mAh_g, min: 100}]")
+    reordered = pd.read_csv(run.run_dir / "removed.csv").set_index("id")["constraint"]
+    assert sorted(seen) == sorted(set(reordered.index) | set(pd.read_csv(run.run_dir / "ranked.csv")["id"]))
+    assert by_capacity <= set(reordered.index)
+    assert "P(e_hull_eV_atom <= 0) >= 0.9" in set(reordered[list(by_capacity)])  # not taken by capacity first
+
+
+def test_leading_constraints_stop_at_the_first_column_not_yet_there():
+    from mi.config import Constraint
+    from mi.ranking.constraints import leading_constraints
+
+    exact = ["capacity_mAh_g", "cost_usd_kg", "cost_usd_kg_std"]
+    rules = [Constraint(column="capacity_mAh_g", min=100), Constraint(column="e_hull_eV_atom", max=0.1),
+             Constraint(column="cost_usd_kg", max=50)]
+    assert leading_constraints(rules, exact) == 1
+    assert leading_constraints(rules[::2], exact) == 2
+    assert leading_constraints([Constraint(column="capacity_mAh_g", min=1, max=900, probability=0.8)], exact) == 0  # no std
+    assert leading_constraints([], exact) == 0
+
+
 def test_a_column_only_a_later_shard_has_goes_where_one_table_puts_it():
     from mi.execution.merge import union_columns
 

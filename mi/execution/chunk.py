@@ -72,7 +72,8 @@ def process_chunk(
     *,
     progress: bool = False,
 ) -> ChunkResult:
-    """Features, predictions, exact and derived properties and constraints for one chunk of candidates.
+    """Features, exact properties, the leading constraints on them, predictions, derived properties and the
+    remaining constraints for one chunk of candidates.
 
     `surrogate` is the loaded `ScreenModels`, or a tuple of their `ModelRef`s to load (once per process).
     """
@@ -80,7 +81,7 @@ def process_chunk(
     from mi.features import featurize_with_config
     from mi.properties import compute_properties, derive_properties
     from mi.ranking import split_by_constraints
-    from mi.ranking.constraints import removed_csv
+    from mi.ranking.constraints import leading_constraints, removed_csv
     from mi.ranking.domain import drop_out_of_domain
 
     t0 = time.perf_counter()
@@ -93,7 +94,6 @@ def process_chunk(
     features = featurized.features
     survivors = [c for c in candidates if c.id in features.index]
 
-    predictions = surrogate.predict(features, survivors)  # element and graph models read the candidates
     # read once for the chunk's calculators and table-level groups (each would read the packaged one)
     element_table = load_element_facts(
         cfg.resolve(cfg.properties.element_table) if cfg.properties.element_table else None
@@ -109,13 +109,29 @@ def process_chunk(
     descriptors = features[reported].rename(columns=lambda c: c.split(".", 1)[1])
     # Working-ion conduction proxies (feature set 'working_ion') go into the table as they are, for ranking.
     conduction = features[[c for c in features.columns if str(c).startswith("working_ion.")]]
-    table = base.join(properties, how="inner").join(predictions, how="left").join(descriptors, how="left")
-    table = table.join(conduction, how="left")
-    # Energy and stability windows read the surrogate's columns, so they come after the join.
-    table, derived_notes = derive_properties(table, cfg.properties, element_table)
-    table = table.reset_index(drop=True)
-    rows_in = len(table)
-    kept, removed, removed_rows = split_by_constraints(table, cfg.ranking.constraints)
+    exact = base.join(properties, how="inner").join(descriptors, how="left").join(conduction, how="left")
+    rows_in = len(exact)
+    # The leading constraints on exact columns (the presets' capacity rules remove some 95 % of a database's
+    # formulas) go first: the rows they remove cost neither the models nor the derived properties, and each
+    # removed row is removed by the same first constraint as on the whole table.
+    constraints = cfg.ranking.constraints
+    early = leading_constraints(constraints, exact.columns)
+    exact, removed, removed_rows = split_by_constraints(exact.reset_index(drop=True), constraints, range(early))
+    ids = set(exact["id"])
+    survivors = [c for c in survivors if c.id in ids]
+    if survivors:
+        predictions = surrogate.predict(features.loc[[c.id for c in survivors]], survivors)  # element and graph models read the candidates
+        table = base.loc[exact["id"]].join(properties, how="inner").join(predictions, how="left")
+        table = table.join(descriptors, how="left").join(conduction, how="left")
+        # Energy and stability windows read the surrogate's columns, so they come after the join.
+        table, derived_notes = derive_properties(table, cfg.properties, element_table)
+        table = table.reset_index(drop=True)
+        kept, later, later_rows = split_by_constraints(table, constraints, range(early, len(constraints)))
+        removed.update(later)
+        if len(later_rows):
+            removed_rows = pd.concat([removed_rows, later_rows], ignore_index=True) if len(removed_rows) else later_rows
+    else:  # every row removed already: nothing to predict or derive
+        kept, derived_notes = exact.iloc[:0], []
     kept, dropped, dropped_rows = drop_out_of_domain(kept, cfg.ranking)  # ranking.out_of_domain: drop
     removed = {**removed, **dropped}
     if len(dropped_rows):

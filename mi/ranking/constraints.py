@@ -7,7 +7,7 @@ with ``required: false`` on a column the table lacks is skipped (the summary say
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -70,6 +70,17 @@ def probability_within(mean: np.ndarray, std: np.ndarray, lo: float | None, hi: 
     return np.where(np.isnan(mean) | np.isnan(std) | (std < 0), np.nan, p)
 
 
+def leading_constraints(constraints: Sequence[Constraint], columns: Iterable[str]) -> int:
+    """How many constraints, from the first, read only `columns` (value and std): those can be applied to a
+    table that has only these columns and remove the rows, and with them the same rows as on the whole
+    table, each by the same first constraint."""
+    available = set(columns)
+    for n, c in enumerate(constraints):
+        if c.column not in available or (c.probability is not None and c.std not in available):
+            return n
+    return len(constraints)
+
+
 def active_constraints(table: pd.DataFrame, constraints: Sequence[Constraint]) -> tuple[list[int], list[str]]:
     """Indices of the constraints that apply to `table`, and a note for each optional one skipped because
     its column is absent."""
@@ -112,13 +123,16 @@ def apply_constraints(
 
 
 def split_by_constraints(
-    table: pd.DataFrame, constraints: Sequence[Constraint]
+    table: pd.DataFrame, constraints: Sequence[Constraint], only: Sequence[int] | None = None
 ) -> tuple[pd.DataFrame, dict[str, int], pd.DataFrame]:
     """`apply_constraints`, and the removed rows: one per removed row with the first constraint that
     removed it, its column and the row's value there (``std`` and ``probability`` for a probabilistic
     constraint), columns `REMOVED_COLUMNS` (``id``/``formula``/``source`` empty when the table lacks them).
+    `only`: apply just these constraints (indices into `constraints`, in order; errors name them so).
     """
     active, _ = active_constraints(table, constraints)
+    if only is not None:
+        active = [i for i in active if i in set(only)]
     checked = []
     for i in active:
         c = constraints[i]
