@@ -22,7 +22,35 @@ Needs ../shared/datasets/mp_composition (the formulas) and matminer and scikit-l
 "peak MiB" is the peak resident set (VmHWM, polled from /proc) of the ``mi screen`` process, "worker" the
 largest of its pool workers' (and the forkserver's).
 
-Latest run (2026-12-05 11:22-11:27 UTC, 2 cores, OMP_NUM_THREADS=1, load average 2.2 at the start (the
+Latest run (2026-12-05 13:12-13:16 UTC, 2 cores, OMP_NUM_THREADS=1, load average 0.1 at the start and 1.1 at
+the end, the machine otherwise idle), the default command, after the chunks began applying the leading
+constraints on exact columns (the presets' capacity rules) before the models and the derived properties: of
+5,000 MP formulas the cathode preset's capacity rule removes 4,810 and the electrolyte preset's first two rules
+4,779, which now cost neither model nor stability-window time (removed.csv and failures.csv byte-identical to
+a7086a2 on both presets with 5,000 MP formulas, the demo inputs in chunks of 4 and ``out_of_domain: drop``;
+ranked.csv within float32 noise of the models' batches, rtol 1e-5; the derived properties' notes now count
+only the kept rows):
+
+    preset             input                      rows   wall s    CPU s   rows/s rows/CPU-s peak MiB worker  CPU shares (in-process, workers 1)
+    cathode            MP formulas              100000     14.1     21.3     7081       4692      286    423  features 6%, models 4%, properties 9%, derived 0%, constraints 1%, rest of chunk 8%, outside chunks 71%
+    cathode            generated structures      10000     40.2     54.9      249        182      934    158  features 50%, models 1%, properties 2%, derived 0%, constraints 0%, rest of chunk 7%, outside chunks 40%
+    solid_electrolyte  MP formulas              100000     28.0     43.7     3577       2286      289    525  features 5%, models 4%, properties 2%, derived 33%, constraints 0%, rest of chunk 6%, outside chunks 49%
+    solid_electrolyte  generated structures      10000     38.7     52.9      258        189      894    158  features 59%, models 1%, properties 2%, derived 1%, constraints 0%, rest of chunk 2%, outside chunks 36%
+    baseline (by hand) MP formulas                2000     16.3     16.3      122        123           oxi_state_guesses capped at 1 s: 9 formulas
+    ratio cathode / baseline, rows per CPU second: 38.3x; rows per wall second: 57.8x
+    ratio solid_electrolyte / baseline, rows per CPU second: 18.7x; rows per wall second: 29.2x
+
+Right after (load 0.6 at the start, 2.1 at the end), ``--presets cathode --rows 1000000 --structures 0
+--stage-rows 0 --baseline-rows 0``: 101.4 s wall, 180.2 CPU-s (9,866 rows/s), peak 331 MiB, workers 447 MiB:
+1.16x the 100,000 run's 286 MiB (before: 117.5 s, 8,514 rows/s, 376 MiB); then the cathode on 100,000 again
+(load 2.1): 18.9 s, 28.5 CPU-s, 5,293 rows/s, peak 285 MiB.
+
+What the electrolyte's "derived" share is now: the bundled MP reference entries and their MP2020 corrections,
+loaded once per process (about 4 s: pymatgen's compatibility module and its YAML, then 423 entries through
+``process_entries``), which the 20,000-row in-process run pays once; a cache of the corrected entries would take
+it off every worker's start.
+
+The round before (2026-12-05 11:22-11:27 UTC, 2 cores, OMP_NUM_THREADS=1, load average 2.2 at the start (the
 previous benchmark) and 1.2 at the end; the machine otherwise idle), the default command, after the properties
 went onto the chunk's composition matrix (capacities, demand and the CRMA text from one formula matrix, no
 new Composition per row), the merge ranked a narrow table and placed each shard's rows at their ranks,
