@@ -45,10 +45,10 @@ Right after (load 0.6 at the start, 2.1 at the end), ``--presets cathode --rows 
 1.16x the 100,000 run's 286 MiB (before: 117.5 s, 8,514 rows/s, 376 MiB); then the cathode on 100,000 again
 (load 2.1): 18.9 s, 28.5 CPU-s, 5,293 rows/s, peak 285 MiB.
 
-What the electrolyte's "derived" share is now: the bundled MP reference entries and their MP2020 corrections,
-loaded once per process (about 4 s: pymatgen's compatibility module and its YAML, then 423 entries through
-``process_entries``), which the 20,000-row in-process run pays once; a cache of the corrected entries would take
-it off every worker's start.
+What the electrolyte's "derived" share is now: the stability windows of the rows the constraints keep, one
+phase diagram per chemical system, and the bundled MP reference entries with their MP2020 corrections, loaded
+once per process (1.3 s: pymatgen's compatibility module, then 423 entries through ``process_entries``;
+measured in a fresh process after pymatgen's phase-diagram import, load 1).
 
 The round before (2026-12-05 11:22-11:27 UTC, 2 cores, OMP_NUM_THREADS=1, load average 2.2 at the start (the
 previous benchmark) and 1.2 at the end; the machine otherwise idle), the default command, after the properties
