@@ -288,6 +288,19 @@ def test_rows_the_leading_exact_constraints_remove_never_reach_the_models(tmp_pa
     assert "P(e_hull_eV_atom <= 0) >= 0.9" in set(reordered[list(by_capacity)])  # not taken by capacity first
 
 
+def test_a_chunk_whose_rows_the_leading_constraints_all_remove_still_has_every_column(tmp_path):
+    """No formula holds Li: the electrolyte preset's first constraint removes them all before the models, yet
+    the screen ranks (nothing) with the objectives' columns, as when the models had seen every row."""
+    sources = tmp_path / "no_li.csv"
+    sources.write_text("id,formula\na,Fe2O3\nb,NaCl\n", encoding="utf-8")
+    cfg = load_config(ROOT / "configs" / "solid_electrolyte.yaml", [
+        f"candidates.sources=[{sources}]", "execution.workers=1", "export.report=false", "features.cache_dir=null"])
+    run = screen(cfg, out=tmp_path / "run", progress=False)
+    header = (run.run_dir / "ranked.csv").read_text().splitlines()[0].split(",")
+    assert {"esw_oxidation_V", "log10_conductivity_S_cm", "e_hull_eV_atom_std"} <= set(header)
+    assert len(pd.read_csv(run.run_dir / "removed.csv")) == 2
+
+
 def test_leading_constraints_stop_at_the_first_column_not_yet_there():
     from mi.config import Constraint
     from mi.ranking.constraints import leading_constraints

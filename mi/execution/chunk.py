@@ -118,20 +118,17 @@ def process_chunk(
     early = leading_constraints(constraints, exact.columns)
     exact, removed, removed_rows = split_by_constraints(exact.reset_index(drop=True), constraints, range(early))
     ids = set(exact["id"])
-    survivors = [c for c in survivors if c.id in ids]
-    if survivors:
-        predictions = surrogate.predict(features.loc[[c.id for c in survivors]], survivors)  # element and graph models read the candidates
-        table = base.loc[exact["id"]].join(properties, how="inner").join(predictions, how="left")
-        table = table.join(descriptors, how="left").join(conduction, how="left")
-        # Energy and stability windows read the surrogate's columns, so they come after the join.
-        table, derived_notes = derive_properties(table, cfg.properties, element_table)
-        table = table.reset_index(drop=True)
-        kept, later, later_rows = split_by_constraints(table, constraints, range(early, len(constraints)))
-        removed.update(later)
-        if len(later_rows):
-            removed_rows = pd.concat([removed_rows, later_rows], ignore_index=True) if len(removed_rows) else later_rows
-    else:  # every row removed already: nothing to predict or derive
-        kept, derived_notes = exact.iloc[:0], []
+    survivors = [c for c in survivors if c.id in ids]  # none left: the models and calculators still give the columns
+    predictions = surrogate.predict(features.loc[[c.id for c in survivors]], survivors)  # element and graph models read the candidates
+    table = base.loc[exact["id"]].join(properties, how="inner").join(predictions, how="left")
+    table = table.join(descriptors, how="left").join(conduction, how="left")
+    # Energy and stability windows read the surrogate's columns, so they come after the join.
+    table, derived_notes = derive_properties(table, cfg.properties, element_table)
+    table = table.reset_index(drop=True)
+    kept, later, later_rows = split_by_constraints(table, constraints, range(early, len(constraints)))
+    removed.update(later)
+    if len(later_rows):
+        removed_rows = pd.concat([removed_rows, later_rows], ignore_index=True) if len(removed_rows) else later_rows
     kept, dropped, dropped_rows = drop_out_of_domain(kept, cfg.ranking)  # ranking.out_of_domain: drop
     removed = {**removed, **dropped}
     if len(dropped_rows):

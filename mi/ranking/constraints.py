@@ -132,7 +132,8 @@ def split_by_constraints(
     """
     active, _ = active_constraints(table, constraints)
     if only is not None:
-        active = [i for i in active if i in set(only)]
+        chosen = set(only)
+        active = [i for i in active if i in chosen]
     checked = []
     for i in active:
         c = constraints[i]
