@@ -118,8 +118,10 @@ def process_chunk(
     early = leading_constraints(constraints, exact.columns)
     exact, removed, removed_rows = split_by_constraints(exact.reset_index(drop=True), constraints, range(early))
     ids = set(exact["id"])
-    survivors = [c for c in survivors if c.id in ids]  # none left: the models and calculators still give the columns
-    predictions = surrogate.predict(features.loc[[c.id for c in survivors]], survivors)  # element and graph models read the candidates
+    # none left: the models and calculators still run, on the empty table, and give it its columns
+    survivors = [c for c in survivors if c.id in ids]
+    # element and graph models read the candidates
+    predictions = surrogate.predict(features.loc[[c.id for c in survivors]], survivors)
     table = base.loc[exact["id"]].join(properties, how="inner").join(predictions, how="left")
     table = table.join(descriptors, how="left").join(conduction, how="left")
     # Energy and stability windows read the surrogate's columns, so they come after the join.

@@ -13,10 +13,10 @@ group: capacity x voltage) and the mass fractions w_e of its elements:
 
 Columns (the 'demand' group, after the surrogate): ``demand_<El>_t_per_year`` for the elements present in
 the table's candidates (0 for a candidate without the element; a screen's merged table has them for the
-elements its ranked candidates need, whatever the chunking: `complete_merged`), ``max_supply_share`` and ``limiting_element``
-over the candidate's elements with a known production figure, and ``max_supply_share_std`` (first order
-from the voltage's std: E_std / E). Without a specific energy (no voltage) the row's figures are NaN and a
-note says so.
+elements its ranked candidates need, whatever the chunking: `complete_merged`), ``max_supply_share`` and
+``limiting_element`` over the candidate's elements with a known production figure, and
+``max_supply_share_std`` (first order from the voltage's std: E_std / E). Without a specific energy (no
+voltage) the row's figures are NaN and a note says so.
 
 The energy is the theoretical one of the active material alone, with every releasable working ion
 extracted; real cells store less per kg of cathode and also need anode, electrolyte and the rest, so
