@@ -121,7 +121,10 @@ The baseline carries across frameworks what composition statistics cannot (the p
 alone: spinel 0.66 V low, tavorite SO4F 0.81 V high); the forest's correction takes another 0.04 V off. Tried
 (leave-one-family-out, same pairs): correction by extra trees 0.242, min_samples_leaf 10 0.249, max_features 0.3
 0.252, with element fractions 0.251, with the host's features too 0.261, the baseline plus the mean correction
-0.275: what is left is mostly the energy model's own error (0.09 eV/atom per composition, times atoms per ion).
+0.275, with builtin:mp_stability's own e_hull and std of the host and the lithiated composition as features
+(2026-12-05, ad-hoc; the host's predicted e_hull correlates 0.24 with the baseline's error) 0.253, the same with
+extra trees 0.245, those features alone 0.319: what is left is mostly the energy model's own error (0.09 eV/atom
+per composition, times atoms per ion).
 Within the recipe's own split (by chemical system) the validation MAE is 0.158 V (the forest alone 0.20). The
 std on the held-out families: 63.9 % / 87.6 % of errors within 1 / 2 std (the forest alone 54.0 % / 80.1 %).
 Goal (0.15 V on a held-out family) not met.
