@@ -48,7 +48,7 @@ Right after (load 0.6 at the start, 2.1 at the end), ``--presets cathode --rows 
 
 What the electrolyte's "derived" share is now: the stability windows of the rows the constraints keep, one
 phase diagram per chemical system, and the bundled MP reference entries with their MP2020 corrections, loaded
-once per process (1.3 s: pymatgen's compatibility module, then 423 entries through ``process_entries``;
+once per process (1.3-1.6 s: pymatgen's compatibility module, then 423 entries through ``process_entries``;
 measured in a fresh process after pymatgen's phase-diagram import, load 1).
 
 The round before (2026-12-05 11:22-11:27 UTC, 2 cores, OMP_NUM_THREADS=1, load average 2.2 at the start (the
