@@ -479,6 +479,10 @@ class TrainConfig(_Frozen):
     amp: bool = Field(True, description="mixed precision when training on CUDA (bfloat16, else float16)")
     recalibrate: bool = Field(True, description="scale the predicted std to the validation errors")
     baseline: BaselineConfig | None = Field(None, description="learn the correction to a physics baseline")
+    refit: bool = Field(
+        False, description="a forest: fit again on the training and validation rows once the split has given "
+        "the std scale, the std thresholds and the metrics, so the shipped model knows every chemical system"
+    )
 
     @field_validator("model", mode="before")
     @classmethod
@@ -491,6 +495,8 @@ class TrainConfig(_Frozen):
     def _forest_has_no_std_head(self) -> TrainConfig:
         if self.model.kind == "forest" and self.loss in ("robust_l1", "gaussian_nll"):
             raise ValueError(f"loss {self.loss!r}: a forest has no std head (its std is the trees' spread)")
+        if self.refit and self.model.kind != "forest":
+            raise ValueError(f"refit: only a forest is refitted (fitted in one go); not a {self.model.kind}")
         return self
 
 

@@ -111,6 +111,28 @@ def test_forest_recipe_trains_calibrates_and_flags_its_domain(tmp_path):
         train_from_config(load_train_config(path), progress=False, resume=True)
 
 
+def test_refit_forest_knows_the_validation_rows_and_keeps_the_splits_calibration(tmp_path):
+    path = _write_recipe(tmp_path, "{kind: forest, trees: 16, min_samples_leaf: 2}")
+    split_only = load_checkpoint(train_from_config(load_train_config(path), progress=False))
+    (tmp_path / "out" / "forest.pt").unlink()
+    refit = load_checkpoint(train_from_config(load_train_config(path, ["train.refit=true"]), progress=False))
+    before, after = split_only.spec.training["metrics"], refit.spec.training["metrics"]
+    assert after["refit"]["n_rows"] == after["n_train"] + after["n_val"] == refit.domain.n_train
+    assert split_only.domain.n_train == before["n_train"] < refit.domain.n_train
+    assert after["val"] == before["val"]  # the card's metrics are the split's: the refit has seen those rows
+    assert torch.equal(refit.module.std_scale, split_only.module.std_scale)
+    assert refit.domain.std_threshold == split_only.domain.std_threshold
+    data = pd.read_csv(tmp_path / "data.csv").groupby("composition")["y1"].mean()  # 3 rows per formula
+    errors = {}
+    for name, model in (("split", split_only), ("refit", refit)):
+        predicted = model.predict(candidates=_candidates(list(data.index)))["a"]
+        errors[name] = float(np.abs(predicted.to_numpy() - data.to_numpy()).mean())
+    assert errors["refit"] < 0.7 * errors["split"]  # the labels are noise: only the rows it fitted come out near
+    assert refit.module.n_nodes > split_only.module.n_nodes  # more rows, more leaves
+    with pytest.raises(ConfigError, match="refit: only a forest"):
+        load_train_config(_write_recipe(tmp_path, "{kind: mlp, hidden: [8]}"), ["train.refit=true"])
+
+
 def test_forest_config_refuses_unknown_keys_and_a_std_head(tmp_path):
     path = _write_recipe(tmp_path, "{kind: forest, trees: 16, min_sample_leaf: 2}")
     with pytest.raises(ConfigError, match=r"train\.model\.forest\.min_sample_leaf"):

@@ -201,6 +201,11 @@ def test_domain_flags_rare_elements_and_far_rows_and_round_trips():
     again = Domain.from_payload(json.loads(json.dumps(domain.to_payload())))
     assert np.allclose(again.distances(far), domain.distances(far), rtol=1e-5)
     assert domain.summary()["elements_seen"] == 2
+    # a training row is in domain by distance, however isolated (half the rows only set the threshold)
+    lonely = np.vstack([x, np.full((1, 6), 8.0)])
+    fitted = Domain.fit(lonely, comps + [comps[0]], space="descriptors")
+    assert fitted.distances(lonely).max() < 1e-2 and fitted.check(lonely, None)["*"].all()  # float32 distances
+    assert fitted.distances(lonely[-1:] + 1.0)[0] > fitted.distance_threshold  # a step beyond it is out
     # element fractions: the space of models that read no descriptors
     fractions = element_fractions([Composition("Li2O")])
     assert fractions.shape == (1, 103) and np.isclose(fractions.sum(), 1.0)

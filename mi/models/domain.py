@@ -7,7 +7,9 @@ A prediction is flagged out of domain (``<target>_in_domain`` false) when
 * it lies farther from the training set than ``percentile`` % of training rows do: the Euclidean distance to
   the nearest of a sample of training rows (the *reference*), in the model's own descriptor space
   standardised and projected on its leading principal components (so the check costs a small matrix product
-  per chunk), above the same distance measured for held-out training rows at that percentile; or
+  per chunk), above the same distance measured for held-out training rows at that percentile (half the
+  sample is the reference and half is held out for that; the check then takes the whole sample as its
+  reference, so a row the model trained on is never out of domain by distance, however isolated); or
 * its predicted std exceeds the ``percentile`` % quantile of the std on training rows (a wild spread
   among the ensemble's members is itself a sign of extrapolation).
 
@@ -129,7 +131,8 @@ class Domain:
             center=center.astype(np.float32),
             scale=scale.astype(np.float32),
             components=components.astype(np.float32),
-            reference=reference.astype(np.float32),
+            # every sampled row: held out above only to measure the threshold, these were trained on too
+            reference=projected[order[: n_ref + len(held)]].astype(np.float32),
             distance_threshold=float(np.percentile(distances, percentile)),
             n_train=int(n),
         )

@@ -22,6 +22,8 @@
 
 A forest (``kind: forest``) has no epochs: ``fit_forest`` replaces steps 4 to 6's first half (scikit-learn
 fits its trees on the training rows; `mi.models.forest`); the same split, calibration, metrics and domain follow.
+With ``refit``, the forest is then fitted again on the training and validation rows (the std scale, the std
+thresholds and the card's metrics stay those of the split), so the shipped model has seen every chemical system.
 """
 
 from __future__ import annotations
@@ -607,9 +609,10 @@ def training_metrics(module: EnsembleNet, split: Split, data: TrainingData, cali
 
 def package(cfg: TrainConfig, dataset: Dataset, data: TrainingData, data_sha256: str, module: EnsembleNet,
             split: Split, metrics: dict[str, Any], training_info: dict[str, Any] | None,
-            baseline: dict[str, Any] | None = None) -> Surrogate:
+            baseline: dict[str, Any] | None = None, domain_rows: np.ndarray | None = None,
+            std_rows: np.ndarray | dict[str, np.ndarray] | None = None) -> Surrogate:
     """Step 7: the `Surrogate`: module, card (targets, units, features, data, recipe, metrics) and the domain
-    of applicability (`fit_domain`)."""
+    of applicability (`fit_domain`; on the training rows and the validation std unless told otherwise)."""
     spec = SurrogateSpec(
         feature_sets=data.feature_sets,
         feature_names=data.feature_names,
@@ -628,7 +631,8 @@ def package(cfg: TrainConfig, dataset: Dataset, data: TrainingData, data_sha256:
         },
         baseline=baseline,
     )
-    domain = fit_domain(module, data, split.train, split.val, seed=cfg.seed)
+    domain = fit_domain(module, data, split.train if domain_rows is None else domain_rows,
+                        split.val if std_rows is None else std_rows, seed=cfg.seed)
     energy = baseline_energy_model(baseline["energy_model"], baseline["energy_sha256"]) if baseline else None
     return Surrogate(module, spec, domain, energy)
 
@@ -673,13 +677,32 @@ def train(
         split, history = opt.split, restore_best(opt)  # a resumed run keeps the split it started with
     module, calibration = calibrated(cfg, module, data, split.val, device)
     metrics = training_metrics(module, split, data, calibration, history, device, time.perf_counter() - started)
-    return package(cfg, dataset, data, data_sha256, module, split, metrics, training_info, baseline), metrics
+    domain_rows, std_rows = split.train, split.val
+    if cfg.refit and len(split.val):
+        # the split's model sets the std thresholds (on rows it did not fit); the refitted trees then know the
+        # validation rows too, and so does the domain's reference
+        std_rows = validation_std(module, data, split.val)
+        domain_rows = np.sort(np.concatenate([split.train, split.val]))
+        metrics["refit"] = {"n_rows": int(len(domain_rows)),
+                            **fit_forest(cfg, module, data, Split(domain_rows, split.val[:0], split.test, split.seed))}
+    surrogate = package(cfg, dataset, data, data_sha256, module, split, metrics, training_info, baseline,
+                        domain_rows=domain_rows, std_rows=std_rows)
+    return surrogate, metrics
 
 
 @torch.no_grad()
-def fit_domain(module: EnsembleNet, data: TrainingData, train_rows: np.ndarray, val_rows: np.ndarray, seed: int = 0):
+def validation_std(module: EnsembleNet, data: TrainingData, rows: np.ndarray) -> dict[str, np.ndarray]:
+    """``{target: predicted std}`` of `module` on `rows` (what `fit_domain` sets the std thresholds from)."""
+    _, std = module.combine(member_outputs(module, data.inputs, rows, torch.device("cpu")))
+    return {t: std[:, j].numpy() for j, t in enumerate(data.target_names)}
+
+
+@torch.no_grad()
+def fit_domain(module: EnsembleNet, data: TrainingData, train_rows: np.ndarray,
+               val_rows: np.ndarray | dict[str, np.ndarray], seed: int = 0):
     """The domain of applicability (`mi.models.domain`) of a trained module: elements and distances from the
-    training rows, the std threshold from rows it did not train on (validation; training rows without one)."""
+    training rows, the std threshold from rows it did not train on (validation; training rows without one),
+    or from `val_rows` given as that std already (``{target: std}``, `validation_std`)."""
     from mi.models.domain import Domain, element_fractions
 
     compositions = [Composition(f) for f in data.formulas]
@@ -689,9 +712,9 @@ def fit_domain(module: EnsembleNet, data: TrainingData, train_rows: np.ndarray, 
     domain = Domain.fit(
         matrix[train_rows], [compositions[i] for i in train_rows], space=space, seed=seed
     )
-    rows = val_rows if len(val_rows) else train_rows
-    _, std = module.combine(member_outputs(module, data.inputs, rows, torch.device("cpu")))
-    return domain.with_std_thresholds({t: std[:, j].numpy() for j, t in enumerate(data.target_names)})
+    if isinstance(val_rows, dict):
+        return domain.with_std_thresholds(val_rows)
+    return domain.with_std_thresholds(validation_std(module, data, val_rows if len(val_rows) else train_rows))
 
 
 def attach_domain(surrogate: Surrogate, cfg: TrainConfig, dataset: Dataset) -> Surrogate:
