@@ -31,7 +31,7 @@ from mi.features.composition import by_element
 
 DOMAIN_VERSION = 1
 MAX_COMPONENTS = 24  # principal components kept: enough for 95 %+ of the variance of Magpie-type features
-MAX_REFERENCE = 3000  # training rows kept as the reference set (float32: 3000 x 24 x 4 B = 0.3 MB)
+MAX_REFERENCE = 3000  # training rows the threshold is measured against (the check keeps these and the held-out ones)
 MAX_CALIBRATION = 3000  # held-out training rows that set the distance threshold
 MAX_FIT_ROWS = 20000  # rows the standardiser and the principal components are fitted on
 _ELEMENTS = [Element.from_Z(z).symbol for z in range(1, 104)]
