@@ -17,7 +17,7 @@ from mi.models.checkpoint import checkpoint_card, load_checkpoint, save_checkpoi
 from mi.models.datasets import EXP_FORMATION_ENTHALPY, load_exp_formation_enthalpy
 from mi.models.forest import TreeEnsemble
 from mi.models.surrogate import Surrogate, SurrogateSpec
-from mi.models.train import train_from_config, train_surrogate
+from mi.models.train import attach_domain, train_from_config, train_surrogate
 
 TARGET = EXP_FORMATION_ENTHALPY
 PROBE = ["LiFePO4", "LiCoO2", "LiMn2O4", "Li3PO4", "NaCl", "XeF2"]
@@ -129,6 +129,8 @@ def test_refit_forest_knows_the_validation_rows_and_keeps_the_splits_calibration
         errors[name] = float(np.abs(predicted.to_numpy() - data.to_numpy()).mean())
     assert errors["refit"] < 0.7 * errors["split"]  # the labels are noise: only the rows it fitted come out near
     assert refit.module.n_nodes > split_only.module.n_nodes  # more rows, more leaves
+    with pytest.raises(InputError, match="a refitted forest's domain"):
+        attach_domain(refit, load_train_config(path, ["train.refit=true"]).train, None)
     with pytest.raises(ConfigError, match="refit: only a forest"):
         load_train_config(_write_recipe(tmp_path, "{kind: mlp, hidden: [8]}"), ["train.refit=true"])
 

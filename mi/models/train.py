@@ -720,6 +720,9 @@ def fit_domain(module: EnsembleNet, data: TrainingData, train_rows: np.ndarray,
 def attach_domain(surrogate: Surrogate, cfg: TrainConfig, dataset: Dataset) -> Surrogate:
     """`surrogate` (trained by recipe `cfg` on `dataset`) with its domain fitted on the same split, without
     retraining: for checkpoints written before domains existed."""
+    if cfg.refit:  # its std thresholds came from the split's trees, which the refit replaced
+        raise InputError("--domain-only: a refitted forest's domain comes from the model before its refit; "
+                         "train it again (a forest takes seconds)")
     data = prepare_data(cfg, dataset)
     if cfg.baseline is not None:  # the rows training kept
         data, _ = subtract_baseline(cfg.baseline, data)
