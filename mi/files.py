@@ -24,6 +24,12 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
+def user_cache_dir(name: str) -> Path:
+    """mi's cache folder `name` for this user: ``$XDG_CACHE_HOME/mi/<name>`` (``~/.cache`` without it)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "mi" / name
+
+
 def _current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

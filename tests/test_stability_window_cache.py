@@ -4,6 +4,7 @@ from scratch (one phase diagram of the references and one with the candidate, fo
 from __future__ import annotations
 
 import csv
+import json
 import math
 import random
 import warnings
@@ -132,3 +133,34 @@ def test_the_electrolyte_preset_derives_the_windows_from_scratch():
         else:
             assert np.isnan(row[COLUMNS].to_numpy(dtype=float)).all(), formula
     assert any("stability window is missing" in n for n in notes)
+
+
+def test_reference_entries_are_corrected_once_then_read_from_the_users_cache(tmp_path, monkeypatch):
+    """Correcting the bundled entries costs a process 1.3 s of imports; the cache holds what the diagrams use."""
+    from pymatgen.entries import compatibility
+
+    from mi.properties import stability
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(stability, "reference_entries", stability.reference_entries.__wrapped__)  # no lru_cache
+    corrected = stability._corrected_entries()
+    first = stability.reference_entries()  # corrects them and writes the cache
+    cache = stability.reference_cache_file()
+    assert cache.is_file() and cache.parent == tmp_path / "mi" / "reference_entries"
+
+    class Refused(compatibility.MaterialsProject2020Compatibility):
+        def process_entries(self, *args, **kwargs):
+            raise AssertionError("corrected again: the cache was not read")
+
+    monkeypatch.setattr(compatibility, "MaterialsProject2020Compatibility", Refused)
+    again = stability.reference_entries()
+    for entries in (first, again):
+        assert [e.name for e in entries] == [e.entry_id for e in corrected]  # the MP ids
+        assert [e.composition for e in entries] == [e.composition for e in corrected]
+        assert [e.energy for e in entries] == [e.energy for e in corrected]  # the corrected energies, exactly
+    monkeypatch.undo()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    cache.write_text("{truncated", encoding="utf-8")  # a damaged cache: corrected again and rewritten
+    rebuilt = stability.reference_entries.__wrapped__()
+    assert len(rebuilt) == len(corrected)
+    assert len(json.loads(cache.read_text(encoding="utf-8"))["entries"]) == len(corrected)

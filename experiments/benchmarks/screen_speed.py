@@ -49,7 +49,13 @@ Right after (load 0.6 at the start, 2.1 at the end), ``--presets cathode --rows 
 What the electrolyte's "derived" share is now: the stability windows of the rows the constraints keep, one
 phase diagram per chemical system, and the bundled MP reference entries with their MP2020 corrections, loaded
 once per process (1.3-1.6 s: pymatgen's compatibility module, then 423 entries through ``process_entries``;
-measured in a fresh process after pymatgen's phase-diagram import, load 1).
+measured in a fresh process after pymatgen's phase-diagram import, load 1). Since 2026-12-05 15:20 the
+corrected entries (id, composition, energy) are kept in ``$XDG_CACHE_HOME/mi/reference_entries`` and a process
+after the first reads them in 0.014 s without importing that module (`mi.properties.stability`): the
+electrolyte preset on the demo inputs, one process, 5.4 and 6.4 s wall against 7.9 and 8.1 s for 277a336,
+alternated (load 1.0-1.3); over 100,000 formulas (two workers) 20.1 s, 32.0 CPU-s against 18.6 s, 29.5 CPU-s,
+within this machine's run-to-run spread. ranked.csv, removed.csv and failures.csv byte-identical to 277a336 on
+5,000 MP formulas and on the demo inputs.
 
 The round before (2026-12-05 11:22-11:27 UTC, 2 cores, OMP_NUM_THREADS=1, load average 2.2 at the start (the
 previous benchmark) and 1.2 at the end; the machine otherwise idle), the default command, after the properties

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import uuid
 import zipfile
 from collections.abc import Sequence
@@ -32,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mi.files import atomic_file
+from mi.files import atomic_file, user_cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +39,7 @@ MAX_PACKS = 32  # merge a folder's packs once it holds more than this
 
 
 def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base).expanduser() / "mi" / "features"
+    return user_cache_dir("features")
 
 
 class FeatureCache:

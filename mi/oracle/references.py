@@ -37,7 +37,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import warnings
 from functools import lru_cache
 from pathlib import Path
@@ -46,7 +45,7 @@ from pymatgen.core import Composition, Element, Lattice, Structure
 
 from mi.candidates.base import Candidate, structure_hash
 from mi.errors import ConfigError, InputError
-from mi.files import atomic_write_json
+from mi.files import atomic_write_json, user_cache_dir
 from mi.oracle.base import EnergyOracle
 
 log = logging.getLogger(__name__)
@@ -57,8 +56,7 @@ MP_BUNDLED = "pymatgen/analysis/compatibility/calc_compounds.json.gz"
 
 
 def default_reference_cache() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "mi" / "oracle_references"
+    return user_cache_dir("oracle_references")
 
 
 def _ase_reference(symbol: str) -> Structure | None:
