@@ -32,13 +32,11 @@ Hull reference sets (`HullReferences`):
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import logging
 import math
 import warnings
-from functools import lru_cache
 from pathlib import Path
 
 from pymatgen.core import Composition, Element, Lattice, Structure
@@ -168,21 +166,12 @@ class ElementalReferences:
 # --- hull reference sets ----------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=1)
 def mp_bundled_entries() -> tuple:
-    """pymatgen's 423 bundled Materials Project entries, MP2020-corrected."""
-    import pymatgen.analysis.compatibility as compat_pkg
-    from pymatgen.entries.compatibility import MaterialsProject2020Compatibility
-    from pymatgen.entries.computed_entries import ComputedEntry
+    """pymatgen's 423 bundled Materials Project entries, MP2020-corrected: the stability windows' references
+    (`mi.properties.stability.reference_entries`, once per process and cached between processes)."""
+    from mi.properties.stability import reference_entries
 
-    path = Path(compat_pkg.__file__).parent / "calc_compounds.json.gz"
-    with gzip.open(path, "rt", encoding="utf-8") as handle:
-        raw = json.load(handle)
-    entries = [ComputedEntry.from_dict(d) for d in raw.values()]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        processed = MaterialsProject2020Compatibility(check_potcar=False).process_entries(entries, clean=True)
-    return tuple(processed)
+    return reference_entries()
 
 
 def read_entries_file(path: str | Path) -> tuple:
