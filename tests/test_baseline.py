@@ -15,7 +15,8 @@ from mi.candidates.base import Candidate, composition_hash
 from mi.config import TrainConfig
 from mi.errors import CheckpointError, ConfigError, InputError
 from mi.models.baseline import intercalation_voltage
-from mi.models.checkpoint import baseline_energy_model, checkpoint_targets, load_checkpoint, save_checkpoint
+from mi.models.checkpoint import (baseline_energy_model, checkpoint_card, checkpoint_targets, load_checkpoint,
+                                  save_checkpoint)
 from mi.models.surrogate import Surrogate
 from mi.models.train import train_surrogate
 
@@ -107,3 +108,15 @@ def test_asking_for_the_baseline_target_alone_runs_only_the_rows_with_a_baseline
     assert everything["relaxed_density_g_cm3"].notna().all()  # the density needs no baseline
     # rows without a baseline value (no Li or Na, nothing to oxidise) were not run at all
     assert voltage_only["relaxed_density_g_cm3"].isna().tolist() == [False, True, False, True, True]
+
+
+def test_the_shipped_voltage_model_knows_the_known_cathodes():
+    """builtin:voltage keeps every known cathode of experiments/benchmarks/known_materials.py in its domain, the
+    layered sulfide too (datasets/voltage's round 4), with voltages within 0.7 V of the measured averages."""
+    measured = {"LiFePO4": 3.45, "LiCoO2": 3.9, "LiMn2O4": 4.1, "LiNiO2": 3.8, "NaFePO4": 2.9, "LiTiS2": 2.1}
+    predicted = load_checkpoint("builtin:voltage").predict(candidates=_candidates(list(measured)))
+    assert predicted["voltage_V_in_domain"].all(), predicted.loc[~predicted["voltage_V_in_domain"], "voltage_V"]
+    np.testing.assert_allclose(predicted["voltage_V"].to_numpy(), list(measured.values()), atol=0.7)
+    assert (predicted["voltage_V_std"] < 0.3).all()
+    card = checkpoint_card("builtin:voltage")
+    assert "sulfide" in card["training"]["data"] and card["training"]["n_used"] >= 800
