@@ -161,10 +161,10 @@ round 4's layered O3 sulfides (LiMS2 and NaMS2, 102 pairs; datasets/voltage/READ
 The std on the held-out families: 74.9 % / 92.3 % of errors within 1 / 2 std. With the sulfides to learn from,
 the correction no longer harms a held-out NASICON (0.243 against 0.377; the baseline alone 0.226); held out
 themselves, the sulfides err 0.26 V (the baseline alone 0.20: their correction is learned from oxides). The
-goal (0.15 V) is not met; see "Where the floor is" below. On these 712 pairs (ad-hoc: the baseline per pair, its error by family) the
-baseline's mean error runs from -0.31 V (tavorite SO4F) to +0.47 V (spinel) by family, and removing each
-family's own mean, which no model can know for a family it never saw, still leaves 0.266 V; where the family
-is seen (the recipe's validation chemical systems) the model errs 0.18 V.
+goal (0.15 V) is not met; see "Where the floor is" below. On these 712 pairs (ad-hoc: the baseline per pair,
+its error by family) the baseline's mean error runs from -0.31 V (tavorite SO4F) to +0.47 V (spinel) by
+family, and removing each family's own mean, which no model can know for a family it never saw, still leaves
+0.266 V; where the family is seen (the recipe's validation chemical systems) the model errs 0.18 V.
 
 The run before (2026-12-05 14:49, load 0.8-1.3): 610 pairs, every job of the
 two label configs (the 402 below and round 3's mixes of all eight metals), the recipe's forest now extra trees,
